@@ -208,6 +208,20 @@ class Model(Strict):
 # ---------------------------------------------------------------------------------------- inference
 
 
+OPTIMIZER_FIELDS: dict[str, tuple[str, ...]] = {
+    "sgd": ("momentum",),
+    "momentum": ("momentum",),
+    "nesterov": ("momentum",),
+    "adam": ("b1", "b2", "eps"),
+    "adamw": ("b1", "b2", "eps", "weight_decay"),
+    "rmsprop": ("eps", "momentum"),
+    "lamb": ("b1", "b2", "eps", "weight_decay"),
+    "lion": ("b1", "b2", "weight_decay"),
+    "adagrad": ("eps",),
+}
+"""Which optional hyperparameters each optimiser takes (others are rejected, never ignored)."""
+
+
 class OptimizerSpec(Strict):
     """An optax optimiser by name with its keyword arguments (``lr`` is optax's ``learning_rate``)."""
 
@@ -227,6 +241,14 @@ class OptimizerSpec(Strict):
     """Decoupled weight decay (adamw, lamb, lion)."""
     clip_norm: float | None = Field(None, gt=0)
     """Clip the global gradient norm before the update."""
+
+    @model_validator(mode="after")
+    def _fields_fit(self) -> "OptimizerSpec":
+        allowed = OPTIMIZER_FIELDS[self.name]
+        for f in ("momentum", "b1", "b2", "eps", "weight_decay"):
+            if getattr(self, f) is not None and f not in allowed:
+                raise ValueError(f"optimizer '{self.name}' takes no `{f}` (it takes: {', '.join(allowed)})")
+        return self
 
 
 class Inference(Strict):
@@ -341,6 +363,12 @@ class Spec(Strict):
 
     _source: Any = PrivateAttr(None)
     """Where each value came from (set by the loader; used to locate errors found after validation)."""
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> "Spec":
+        if self.learning.lr_scaling and self.model.parameterisation != "mupc":
+            raise ValueError("`learning.lr_scaling` is defined for `model.parameterisation: mupc` only")
+        return self
 
     @field_validator("version", mode="before")
     @classmethod

@@ -1,0 +1,175 @@
+"""``pcc.compile(spec) -> Compiled``: lower, parameterise, build the modules, jit the loops.
+
+Each public function of :class:`Compiled` is one XLA program; a train step holds the feedforward
+initialisation, all T inference steps, the weight gradient and the optimiser update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property, partial
+from typing import Any, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from pcc.errors import PccError
+from pcc.ir.graph import Graph
+from pcc.ir.lower import lower
+from pcc.nn.network import PCNetwork, build_network
+from pcc.param.rules import EdgeParam, parameterise
+from pcc.pc.inference import SOLVERS
+from pcc.pc.learning import ALGORITHMS, InferenceResult, Program, StepMetrics
+from pcc.pc.optim import make_optimizer, make_schedule, scale_by_tree
+from pcc.spec.models import Spec
+
+import optax
+
+
+@jax.tree_util.register_dataclass
+@dataclass
+class TrainState:
+    """Weights, optimiser state, the step counter and the run's random key."""
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    key: jax.Array
+
+
+@dataclass(frozen=True)
+class EvalMetrics:
+    """Test metrics over a set of batches (means over samples)."""
+
+    loss: float
+    accuracy: float | None
+    samples: int
+
+
+class Compiled:
+    """A compiled spec: the graph, its parameterisation, and the jitted functions."""
+
+    def __init__(self, spec: Spec, graph: Graph, table: dict[str, EdgeParam], steps_per_epoch: int | None):
+        self.spec, self.graph, self.table = spec, graph, table
+        self.steps_per_epoch = steps_per_epoch
+        graphdef, _ = nnx.split(build_network(graph, table, seed=0))
+        inf, learn = spec.inference, spec.learning
+        tuned_b = inf.tuned_batch_size or spec.data.batch_size
+        self.program = Program(
+            graphdef=graphdef, graph=graph, solver=SOLVERS[inf.solver](inf), steps=inf.steps, tol=inf.tol,
+            grad_scale=1.0 if inf.step_convention == "per_sample" else 1.0 / tuned_b,
+            init=inf.init, init_std=inf.init_std, tx=self._weight_optimizer(),
+        )
+        step = ALGORITHMS[learn.algorithm]
+        self._train_step = jax.jit(partial(_train_step, self.program, step), donate_argnums=0)
+        self._infer = jax.jit(self._infer_impl)
+        self._predict = jax.jit(lambda params, x: self.program.net(params).forward(x)["output"])
+
+    # ------------------------------------------------------------------------------- construction
+    def _weight_optimizer(self) -> optax.GradientTransformation:
+        learn = self.spec.learning
+        lr: Any = learn.optimizer.lr
+        if learn.schedule.name != "constant":
+            if not self.steps_per_epoch:
+                raise PccError(f"schedule '{learn.schedule.name}' needs the number of steps per epoch: "
+                               "pass steps_per_epoch to pcc.compile()")
+            lr = make_schedule(learn.schedule, lr, self.steps_per_epoch * learn.epochs, self.steps_per_epoch)
+        tx = make_optimizer(learn.optimizer, lr)
+        if learn.lr_scaling:
+            tx = optax.chain(tx, scale_by_tree(self._lr_scales()))
+        return tx
+
+    def _lr_scales(self):
+        """A pytree like the params holding each leaf's learning-rate scale."""
+        net = build_network(self.graph, self.table, seed=0)
+        _, params = nnx.split(net)
+        pure = nnx.to_pure_dict(params)
+        scales = {"edges": {dst: {src: {leaf: net.edges[dst][src].lr_scale for leaf in leaves}
+                                  for src, leaves in srcs.items()}
+                            for dst, srcs in pure["edges"].items()}}
+        nnx.replace_by_pure_dict(params, scales)
+        return params
+
+    @cached_property
+    def network(self) -> PCNetwork:
+        """The nnx module with the weights of ``init()`` (for inspection)."""
+        return build_network(self.graph, self.table, seed=self.spec.seed)
+
+    # ------------------------------------------------------------------------------- public API
+    def init(self, seed: int | None = None) -> TrainState:
+        """Fresh weights and optimiser state from ``seed`` (default: the spec's)."""
+        seed = self.spec.seed if seed is None else seed
+        _, params = nnx.split(build_network(self.graph, self.table, seed=seed))
+        return TrainState(params, self.program.tx.init(params), jnp.asarray(0, jnp.int32),
+                          jax.random.key_data(jax.random.key(seed + 1)))
+
+    def train_step(self, state: TrainState, batch: tuple[Any, Any]) -> tuple[TrainState, StepMetrics]:
+        """One train step on ``batch = (x, y)``: x (B, D), y (B, C). ``state``'s buffers are donated."""
+        x, y = batch
+        return self._train_step(state, jnp.asarray(x), jnp.asarray(y))
+
+    def _infer_impl(self, params, x, y, key) -> InferenceResult:
+        return self.program.infer(params, x, y, key)
+
+    def infer(self, state: TrainState, x, y) -> InferenceResult:
+        """Inference at the current weights: activities, per-sample and per-layer energies, steps taken."""
+        return self._infer(state.params, jnp.asarray(x), jnp.asarray(y), _step_key(state))
+
+    def predict(self, state: TrainState, x) -> jax.Array:
+        """The feedforward prediction (logits under a cross-entropy output)."""
+        return self._predict(state.params, jnp.asarray(x))
+
+    def evaluate(self, state: TrainState, batches: Iterable[tuple[Any, Any]]) -> EvalMetrics:
+        """Mean loss (and accuracy for one-hot targets) of the feedforward prediction over ``batches``."""
+        loss_sum, correct, n, classify = 0.0, 0, 0, True
+        for x, y in batches:
+            loss, hits = self._eval_batch(state.params, jnp.asarray(x), jnp.asarray(y))
+            loss_sum += float(loss)
+            correct += int(hits)
+            n += len(x)
+            classify = classify and _is_one_hot(y)
+        if n == 0:
+            raise PccError("evaluate() got no batches")
+        return EvalMetrics(loss_sum / n, correct / n if classify else None, n)
+
+    @cached_property
+    def _eval_batch(self):
+        from pcc.pc.energy import output_loss
+
+        @jax.jit
+        def run(params, x, y):
+            net = self.program.net(params)
+            pred = net.forward(x)["output"]
+            hits = jnp.sum(jnp.argmax(pred, -1) == jnp.argmax(y, -1))
+            return output_loss(net, pred, y).sum(), hits
+
+        return run
+
+
+def _train_step(program: Program, step, state: TrainState, x, y):
+    params, opt_state, metrics = step(program, state.params, state.opt_state, x, y, _step_key(state))
+    return TrainState(params, opt_state, state.step + 1, state.key), metrics
+
+
+def _step_key(state: TrainState) -> jax.Array:
+    return jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+
+
+def _is_one_hot(y) -> bool:
+    y = np.asarray(y)
+    return y.ndim == 2 and bool(np.all((y == 0) | (y == 1))) and bool(np.all(y.sum(-1) == 1))
+
+
+def compile(spec: Spec, *, shapes: tuple[int, int] | None = None, steps_per_epoch: int | None = None) -> Compiled:
+    """Validate, lower, parameterise, build and jit ``spec``.
+
+    ``shapes`` is (input dim, target dim); by default it comes from the spec's dataset.
+    ``steps_per_epoch`` is needed by learning-rate schedules other than ``constant``.
+    """
+    graph = lower(spec, shapes)
+    m = spec.model
+    table = parameterise(graph, m.parameterisation, gain=m.gain, gamma=m.output_gamma,
+                         lr_scaling=spec.learning.lr_scaling, optimizer=spec.learning.optimizer.name)
+    return Compiled(spec, graph, table, steps_per_epoch)

@@ -1,0 +1,1 @@
+"""flax nnx modules built from the graph IR, with the parameterisation baked in."""

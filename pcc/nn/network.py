@@ -1,0 +1,164 @@
+"""flax nnx modules built from the graph IR, with the parameterisation baked in.
+
+A dense edge is a :class:`Dense` module holding its weights (drawn as its rule says) and a *static* forward
+multiplier; the training loops never see the parameterisation's name. :class:`PCNetwork` holds one module
+per dense edge and knows how to predict a node from its sources (both orderings) and how to run the
+feedforward pass, scanning over stacked nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from pcc.ir.graph import INPUT, Graph, Node
+from pcc.param.rules import EdgeParam
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "identity": lambda x: x,
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "gelu": jax.nn.gelu,
+    "sigmoid": jax.nn.sigmoid,
+    "silu": jax.nn.silu,
+    "leaky_relu": jax.nn.leaky_relu,
+    "softplus": jax.nn.softplus,
+}
+
+Values = dict[str, jax.Array]
+"""Node name → value: ``(B, N)``, or ``(R, B, N)`` for a stacked node."""
+
+
+class Dense(nnx.Module):
+    """``a · h W (+ b)``: weights drawn by the rule's init, ``a`` a static multiplier.
+
+    With ``stack=R`` the kernel is ``(R, fan_in, fan_out)`` and the op maps ``(R, B, fan_in)`` to
+    ``(R, B, fan_out)`` with one batched matmul over the layer axis.
+    """
+
+    def __init__(self, fan_in: int, fan_out: int, param: EdgeParam, *, bias: bool, stack: int | None,
+                 rngs: nnx.Rngs, dtype=jnp.float32):
+        lead = (stack,) if stack else ()
+        shape = lead + (fan_in, fan_out)
+        key = rngs.params()
+        if param.init == "normal":
+            kernel = param.init_scale * jax.random.normal(key, shape, dtype)
+        else:
+            kernel = jax.random.uniform(key, shape, dtype, -param.init_scale, param.init_scale)
+        self.kernel = nnx.Param(kernel)
+        self.bias = nnx.Param(jnp.zeros(lead + (fan_out,), dtype)) if bias else None
+        self.multiplier = param.multiplier
+        self.lr_scale = param.lr_scale
+
+    def __call__(self, h: jax.Array) -> jax.Array:
+        kernel = self.kernel[...]
+        bias = None if self.bias is None else self.bias[...]
+        if kernel.ndim == 3:
+            out = self.multiplier * jnp.einsum("rbi,rio->rbo", h, kernel)
+            return out if bias is None else out + bias[:, None, :]
+        return apply_dense(self.multiplier, h, kernel, bias)
+
+
+def apply_dense(multiplier: float, h: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:
+    out = multiplier * (h @ kernel)
+    return out if bias is None else out + bias
+
+
+class PCNetwork(nnx.Module):
+    """The network of a graph: one :class:`Dense` per dense edge, ``edges[dst][src]``."""
+
+    def __init__(self, graph: Graph, table: dict[str, EdgeParam], rngs: nnx.Rngs, dtype=jnp.float32):
+        self.graph = graph
+        edges = {}
+        for node in graph.nodes:
+            modules = {}
+            for e in graph.incoming(node.name):
+                if e.op == "dense":
+                    stack = node.repeat if node.repeat > 1 else None
+                    modules[e.src] = Dense(graph.node(e.src).width, node.width, table[e.key],
+                                           bias=e.bias, stack=stack, rngs=rngs, dtype=dtype)
+            if modules:
+                edges[node.name] = nnx.Dict(modules)
+        self.edges = nnx.Dict(edges)
+
+    # ------------------------------------------------------------------ one node from its sources
+    def _phi(self, name: str) -> Callable:
+        return ACTIVATIONS[self.graph.node(name).activation]
+
+    def _combine(self, node: Node, dense: jax.Array | None, skip: jax.Array | None) -> jax.Array:
+        """Sum the dense and identity parts: ``dense + skip`` (w_phi) or ``φ(dense) + skip`` (phi_w)."""
+        if dense is not None and self.graph.ordering == "phi_w":
+            dense = ACTIVATIONS[node.activation](dense)
+        parts = [p for p in (dense, skip) if p is not None]
+        return sum(parts[1:], parts[0])
+
+    def _source(self, src: str, node: Node, values: Values, dense: bool) -> jax.Array:
+        """What an edge src → node carries: φ(z) into a w_phi dense edge, z otherwise.
+
+        For a stacked node, copy 0 reads ``src`` and copy k reads copy k−1 (a shift along the layer axis).
+        """
+        out = (lambda name, v: self._phi(name)(v)) if dense and self.graph.ordering == "w_phi" else (lambda n, v: v)
+        head = out(src, self.last(src, values))
+        if node.repeat == 1:
+            return head
+        return jnp.concatenate([head[None], out(node.name, values[node.name][:-1])], axis=0)
+
+    def last(self, name: str, values: Values) -> jax.Array:
+        """The value a node passes downstream: its last copy when stacked."""
+        return values[name][-1] if self.graph.node(name).repeat > 1 else values[name]
+
+    def predict(self, name: str, values: Values) -> jax.Array:
+        """The prediction μ of node ``name`` from the current values of its sources."""
+        node = self.graph.node(name)
+        dense, skip = None, None
+        for e in self.graph.incoming(name):
+            if e.op == "dense":
+                term = self.edges[name][e.src](self._source(e.src, node, values, dense=True))
+                dense = term if dense is None else dense + term
+            else:
+                term = self._source(e.src, node, values, dense=False)
+                skip = term if skip is None else skip + term
+        return self._combine(node, dense, skip)
+
+    # ------------------------------------------------------------------ the feedforward pass
+    def forward(self, x: jax.Array) -> Values:
+        """Values of every node by a feedforward pass from ``x`` (stacked nodes scan over their copies)."""
+        values: Values = {INPUT: x}
+        for node in self.graph.nodes[1:]:
+            if node.repeat == 1:
+                values[node.name] = self.predict(node.name, values)
+            else:
+                values[node.name] = self._forward_stack(node, values)
+        return values
+
+    def _forward_stack(self, node: Node, values: Values) -> jax.Array:
+        (edge,) = [e for e in self.graph.incoming(node.name) if e.op == "dense"]  # stacks are single-source
+        module = self.edges[node.name][edge.src]
+        skip = any(e.op == "identity" for e in self.graph.incoming(node.name))
+        kernel = module.kernel[...]
+        bias = None if module.bias is None else module.bias[...]
+        w_phi = self.graph.ordering == "w_phi"
+
+        def cell(z_prev, phi, k_kernel, k_bias):
+            h = phi(z_prev) if w_phi else z_prev
+            dense = apply_dense(module.multiplier, h, k_kernel, k_bias)
+            return self._combine(node, dense, z_prev if skip else None)
+
+        first = cell(self.last(edge.src, values), self._phi(edge.src), kernel[0], None if bias is None else bias[0])
+        phi = self._phi(node.name)
+
+        def step(z, kb):
+            z = cell(z, phi, *kb)
+            return z, z
+
+        rest = (kernel[1:], None if bias is None else bias[1:])
+        _, zs = jax.lax.scan(step, first, rest)
+        return jnp.concatenate([first[None], zs], axis=0)
+
+
+def build_network(graph: Graph, table: dict[str, EdgeParam], seed: int, dtype=jnp.float32) -> PCNetwork:
+    """Instantiate the network's modules with weights drawn from ``seed``."""
+    return PCNetwork(graph, table, nnx.Rngs(params=seed), dtype=dtype)

@@ -1,0 +1,5 @@
+"""Parameterisation rules (sp, ntp, mupc): init, forward multiplier and LR scale of every edge."""
+
+from pcc.param.rules import RULES, EdgeParam, parameterise
+
+__all__ = ["RULES", "EdgeParam", "parameterise"]

@@ -1,0 +1,1 @@
+"""The energy, inference solvers and learning algorithms: small registries of pure functions."""

@@ -1,0 +1,106 @@
+"""Inference: activity initialisers, solvers on the activities, and the loop that runs them.
+
+A solver is a pair ``init(z) -> state`` and ``update(g, state, z) -> (z, state)`` (optax's shape). The loop
+runs ``T`` steps in a ``lax.scan``, or, when a tolerance is given, a ``lax.while_loop`` until every sample's
+‖∇_z F_i‖_rms < tol (at most ``T`` steps) and reports the steps taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pcc.pc.optim import make_optimizer
+from pcc.spec.models import Inference, OptimizerSpec
+
+Activities = dict[str, jax.Array]
+
+
+# ------------------------------------------------------------------------------------------ solvers
+@dataclass(frozen=True)
+class GradientDescent:
+    """z ← z − η g."""
+
+    step_size: float
+
+    def init(self, z: Activities) -> Any:
+        return ()
+
+    def update(self, g: Activities, state: Any, z: Activities):
+        return jax.tree.map(lambda zi, gi: zi - self.step_size * gi, z, g), state
+
+
+@dataclass(frozen=True)
+class OptaxSolver:
+    """Any optax optimiser on the activities."""
+
+    tx: optax.GradientTransformation
+
+    def init(self, z: Activities) -> Any:
+        return self.tx.init(z)
+
+    def update(self, g: Activities, state: Any, z: Activities):
+        updates, state = self.tx.update(g, state, z)
+        return optax.apply_updates(z, updates), state
+
+
+def _optax_solver(cfg: Inference) -> OptaxSolver:
+    opt = cfg.optimizer or OptimizerSpec(name="sgd", lr=cfg.step_size)
+    lr = opt.lr if "lr" in opt.model_fields_set else cfg.step_size
+    return OptaxSolver(make_optimizer(opt, lr))
+
+
+SOLVERS: dict[str, Callable[[Inference], Any]] = {
+    "gd": lambda cfg: GradientDescent(cfg.step_size),
+    "optax": _optax_solver,
+}
+
+
+# ------------------------------------------------------------------------------------ initialisers
+def initial_activities(mode: str, forward: Activities, key: jax.Array, std: float) -> Activities:
+    """``forward``: the feedforward values; ``zeros``; ``normal``: N(0, std²)."""
+    if mode == "forward":
+        return forward
+    if mode == "zeros":
+        return jax.tree.map(jnp.zeros_like, forward)
+    keys = jax.random.split(key, len(forward))
+    return {n: std * jax.random.normal(k, v.shape, v.dtype) for (n, v), k in zip(sorted(forward.items()), keys)}
+
+
+# ------------------------------------------------------------------------------------------- loop
+def per_sample_rms(g: Activities, stacked: frozenset[str]) -> jax.Array:
+    """‖g_i‖_rms for each sample i (the batch axis is 1 for stacked nodes, 0 otherwise)."""
+    total, count = 0.0, 0
+    for name, gi in g.items():
+        axes = tuple(a for a in range(gi.ndim) if a != (1 if name in stacked else 0))
+        total = total + jnp.sum(jnp.square(gi), axis=axes)
+        count += gi.size // gi.shape[1 if name in stacked else 0]
+    return jnp.sqrt(total / max(count, 1))
+
+
+def settle(grad: Callable, advance: Callable, state: Any, *, steps: int, tol: float | None,
+           residual: Callable[[Any], jax.Array]):
+    """Run inference: ``state ← advance(state, grad(state))``; returns (state, steps taken).
+
+    ``grad(state)`` gives the gradient pytree the step uses, ``residual(g)`` the per-sample rms of its
+    activity part. With ``tol`` the loop stops once every sample's residual is below it.
+    """
+    if tol is None:
+        state, _ = jax.lax.scan(lambda s, _: (advance(s, grad(s)), None), state, None, length=steps)
+        return state, jnp.asarray(steps, jnp.int32)
+
+    def cond(carry):
+        i, _, g = carry
+        return (i < steps) & (jnp.max(residual(g)) >= tol)
+
+    def body(carry):
+        i, s, g = carry
+        s = advance(s, g)
+        return i + 1, s, grad(s)
+
+    i, state, _ = jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), state, grad(state)))
+    return state, i

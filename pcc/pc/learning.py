@@ -1,0 +1,198 @@
+"""Learning algorithms: pure functions ``step(program, params, opt_state, x, y, key) -> (params, opt_state,
+metrics)``, registered by name. Each is derived from the one energy (:mod:`pcc.pc.energy`).
+
+- ``pc``: infer the activities, then one optimiser step on ∇_θ mean_i F_i at the final activities.
+- ``ipc``: incremental PC: a weight step at every inference step, from the current activities.
+- ``bp``: backpropagation of the output loss through the same network and parameterisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from pcc.ir.graph import INPUT, OUTPUT, Graph
+from pcc.nn.network import PCNetwork
+from pcc.pc import energy as E
+from pcc.pc.inference import Activities, initial_activities, per_sample_rms, settle
+
+
+@jax.tree_util.register_dataclass
+@dataclass
+class StepMetrics:
+    """What one train step measured (batch means unless noted)."""
+
+    loss: jax.Array  # loss of the feedforward prediction
+    energy_init: jax.Array  # F before inference
+    energy_final: jax.Array  # F after inference
+    layer_energies: jax.Array  # (L,) per weight layer after inference
+    grad_norms: jax.Array  # (L,) ‖∇_θ‖ per weight layer
+    steps: jax.Array  # inference steps taken
+
+
+@jax.tree_util.register_dataclass
+@dataclass
+class InferenceResult:
+    """Activities after inference and their energies."""
+
+    activities: dict  # node → (B, N) or (R, B, N)
+    energy: jax.Array  # (B,) F_i
+    layer_energies: jax.Array  # (L, B)
+    steps: jax.Array
+
+
+@dataclass(frozen=True)
+class Program:
+    """Everything a generated loop needs, fixed at compile time."""
+
+    graphdef: Any
+    graph: Graph
+    solver: Any
+    steps: int
+    tol: float | None
+    grad_scale: float  # 1 (per-sample step) or 1/B_tuned (batch-mean convention)
+    init: str
+    init_std: float
+    tx: optax.GradientTransformation
+
+    # ----------------------------------------------------------------------- building blocks
+    def net(self, params) -> PCNetwork:
+        return nnx.merge(self.graphdef, params)
+
+    def values(self, free: Activities, x: jax.Array, y: jax.Array) -> dict:
+        return {INPUT: x, OUTPUT: y, **free}
+
+    def free_names(self) -> list[str]:
+        return [n.name for n in self.graph.free]
+
+    def start(self, params, x, y, key) -> tuple[Activities, jax.Array]:
+        """Initial activities and the per-sample loss of the feedforward prediction."""
+        net = self.net(params)
+        fwd = net.forward(x)
+        loss = E.output_loss(net, fwd[OUTPUT], y)
+        free = {n: fwd[n] for n in self.free_names()}
+        return initial_activities(self.init, free, key, self.init_std), loss
+
+    def total_energy(self, params, free, x, y) -> jax.Array:
+        return E.energy(self.net(params), self.values(free, x, y))
+
+    def activity_grad(self, params, free, x, y) -> Activities:
+        """Per-sample ∇_z F_i (times the step-size convention's scale)."""
+        g = jax.grad(lambda z: self.total_energy(params, z, x, y).sum())(free)
+        return g if self.grad_scale == 1 else jax.tree.map(lambda a: a * self.grad_scale, g)
+
+    def residual(self, g: Activities) -> jax.Array:
+        stacked = frozenset(n.name for n in self.graph.free if n.repeat > 1)
+        return per_sample_rms(g, stacked) / self.grad_scale
+
+    def weight_grad(self, params, free, x, y):
+        """(mean_i F_i, ∇_θ mean_i F_i) at fixed activities."""
+        return jax.value_and_grad(lambda p: self.total_energy(p, free, x, y).mean())(params)
+
+    def apply_weights(self, params, grads, opt_state):
+        updates, opt_state = self.tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    # ----------------------------------------------------------------------- inference
+    def settle(self, params, free, x, y) -> tuple[Activities, jax.Array]:
+        """Run the solver on the activities at fixed weights; returns (activities, steps taken)."""
+        (free, _), steps = settle(
+            lambda s: self.activity_grad(params, s[0], x, y),
+            lambda s, g: self.solver.update(g, s[1], s[0]),
+            (free, self.solver.init(free)),
+            steps=self.steps, tol=self.tol, residual=self.residual,
+        )
+        return free, steps
+
+    def infer(self, params, x, y, key) -> InferenceResult:
+        free, _ = self.start(params, x, y, key)
+        free, steps = self.settle(params, free, x, y)
+        net, values = self.net(params), self.values(free, x, y)
+        return InferenceResult(free, E.energy(net, values), E.layer_energies(net, values), steps)
+
+    def metrics(self, params, free, x, y, loss, energy_init, grads, steps) -> StepMetrics:
+        net, values = self.net(params), self.values(free, x, y)
+        layers = E.layer_energies(net, values).mean(axis=1)
+        return StepMetrics(loss.mean(), energy_init, layers.sum(), layers, layer_grad_norms(self.graph, grads),
+                           steps)
+
+
+def layer_grad_norms(graph: Graph, grads) -> jax.Array:
+    """‖∇_θ‖ per weight layer (per copy of a stacked node), in ``graph.layer_labels`` order."""
+    pure = nnx.to_pure_dict(grads)["edges"]
+    rows = []
+    for node in graph.energy_nodes:
+        sq = jnp.zeros((node.repeat,))
+        for leaves in pure.get(node.name, {}).values():
+            for leaf in leaves.values():
+                if leaf is None:
+                    continue
+                axes = tuple(range(1, leaf.ndim)) if node.repeat > 1 else None
+                sq = sq + jnp.sum(jnp.square(leaf), axis=axes)
+        rows.append(jnp.sqrt(sq))
+    return jnp.concatenate(rows)
+
+
+# ------------------------------------------------------------------------------------- algorithms
+ALGORITHMS: dict[str, Callable] = {}
+
+
+def algorithm(name: str):
+    def register(fn):
+        ALGORITHMS[name] = fn
+        return fn
+
+    return register
+
+
+@algorithm("pc")
+def pc_step(p: Program, params, opt_state, x, y, key):
+    free, loss = p.start(params, x, y, key)
+    energy_init = p.total_energy(params, free, x, y).mean()
+    free, steps = p.settle(params, free, x, y)
+    _, grads = p.weight_grad(params, free, x, y)
+    metrics = p.metrics(params, free, x, y, loss, energy_init, grads, steps)
+    params, opt_state = p.apply_weights(params, grads, opt_state)
+    return params, opt_state, metrics
+
+
+@algorithm("ipc")
+def ipc_step(p: Program, params, opt_state, x, y, key):
+    free, loss = p.start(params, x, y, key)
+    energy_init = p.total_energy(params, free, x, y).mean()
+
+    def grad(s):
+        z, _, theta, _ = s
+        return p.activity_grad(theta, z, x, y), p.weight_grad(theta, z, x, y)[1]
+
+    def advance(s, g):
+        z, zs, theta, os = s
+        z, zs = p.solver.update(g[0], zs, z)
+        theta, os = p.apply_weights(theta, g[1], os)
+        return z, zs, theta, os
+
+    (free, _, params, opt_state), steps = settle(
+        grad, advance, (free, p.solver.init(free), params, opt_state),
+        steps=p.steps, tol=p.tol, residual=lambda g: p.residual(g[0]),
+    )
+    _, grads = p.weight_grad(params, free, x, y)
+    return params, opt_state, p.metrics(params, free, x, y, loss, energy_init, grads, steps)
+
+
+@algorithm("bp")
+def bp_step(p: Program, params, opt_state, x, y, key):
+    def loss_fn(theta):
+        net = p.net(theta)
+        values = net.forward(x)
+        return E.output_loss(net, values[OUTPUT], y).mean(), values
+
+    (loss, values), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    free = {n: values[n] for n in p.free_names()}
+    metrics = p.metrics(params, free, x, y, loss, loss, grads, jnp.asarray(0, jnp.int32))
+    params, opt_state = p.apply_weights(params, grads, opt_state)
+    return params, opt_state, metrics

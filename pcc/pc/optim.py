@@ -1,0 +1,51 @@
+"""optax optimisers and schedules from the spec (for weights and, with ``solver: optax``, activities)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import optax
+
+from pcc.spec.models import OPTIMIZER_FIELDS, OptimizerSpec, Schedule
+
+_OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "sgd": optax.sgd,
+    "momentum": lambda learning_rate, momentum=0.9, **kw: optax.sgd(learning_rate, momentum=momentum, **kw),
+    "nesterov": lambda learning_rate, momentum=0.9, **kw: optax.sgd(learning_rate, momentum=momentum,
+                                                                     nesterov=True, **kw),
+    "adam": optax.adam,
+    "adamw": optax.adamw,
+    "rmsprop": optax.rmsprop,
+    "lamb": optax.lamb,
+    "lion": optax.lion,
+    "adagrad": optax.adagrad,
+}
+
+def make_optimizer(opt: OptimizerSpec, learning_rate: Any = None) -> optax.GradientTransformation:
+    """The optax transformation ``opt`` names (``learning_rate`` overrides ``opt.lr``: a float or schedule)."""
+    kwargs = {f: getattr(opt, f) for f in OPTIMIZER_FIELDS[opt.name] if getattr(opt, f) is not None}
+    tx = _OPTIMIZERS[opt.name](learning_rate=opt.lr if learning_rate is None else learning_rate, **kwargs)
+    return optax.chain(optax.clip_by_global_norm(opt.clip_norm), tx) if opt.clip_norm else tx
+
+
+def make_schedule(schedule: Schedule, peak: float, total_steps: int, steps_per_epoch: int):
+    """The learning-rate schedule over ``total_steps`` train steps (a float when constant)."""
+    end = peak * schedule.final_fraction
+    if schedule.name == "constant":
+        return peak
+    if schedule.name == "cosine":
+        return optax.cosine_decay_schedule(peak, max(total_steps, 1), alpha=schedule.final_fraction)
+    if schedule.name == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, peak, schedule.warmup_steps,
+                                                  max(total_steps, schedule.warmup_steps + 1), end)
+    return optax.exponential_decay(peak, max(steps_per_epoch, 1), schedule.decay_rate, staircase=True)
+
+
+def scale_by_tree(scales: Any) -> optax.GradientTransformation:
+    """Multiply each update leaf by a fixed per-leaf factor (the parameterisation's LR scales)."""
+
+    def update(updates, state, params=None):
+        return jax.tree.map(lambda u, s: u * s, updates, scales), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
