@@ -18,7 +18,7 @@ from flax import nnx
 from pcc.errors import PccError
 from pcc.ir.graph import Graph
 from pcc.ir.lower import lower
-from pcc.nn.network import PCNetwork, build_network
+from pcc.nn.network import PCNetwork, abstract_network, build_network
 from pcc.param.rules import EdgeParam, parameterise
 from pcc.pc.inference import SOLVERS
 from pcc.pc.learning import ALGORITHMS, InferenceResult, Program, StepMetrics
@@ -54,7 +54,8 @@ class Compiled:
     def __init__(self, spec: Spec, graph: Graph, table: dict[str, EdgeParam], steps_per_epoch: int | None):
         self.spec, self.graph, self.table = spec, graph, table
         self.steps_per_epoch = steps_per_epoch
-        graphdef, _ = nnx.split(build_network(graph, table, seed=0))
+        graphdef, _ = nnx.split(abstract_network(graph, table))
+        self._init_params = jax.jit(lambda key: nnx.split(build_network(graph, table, key))[1])
         inf, learn = spec.inference, spec.learning
         tuned_b = inf.tuned_batch_size or spec.data.batch_size
         self.program = Program(
@@ -83,7 +84,7 @@ class Compiled:
 
     def _lr_scales(self):
         """A pytree like the params holding each leaf's learning-rate scale."""
-        net = build_network(self.graph, self.table, seed=0)
+        net = abstract_network(self.graph, self.table)
         _, params = nnx.split(net)
         pure = nnx.to_pure_dict(params)
         scales = {"edges": {dst: {src: {leaf: net.edges[dst][src].lr_scale for leaf in leaves}
@@ -101,7 +102,7 @@ class Compiled:
     def init(self, seed: int | None = None) -> TrainState:
         """Fresh weights and optimiser state from ``seed`` (default: the spec's)."""
         seed = self.spec.seed if seed is None else seed
-        _, params = nnx.split(build_network(self.graph, self.table, seed=seed))
+        params = self._init_params(jax.random.key(seed))
         return TrainState(params, self.program.tx.init(params), jnp.asarray(0, jnp.int32),
                           jax.random.key_data(jax.random.key(seed + 1)))
 

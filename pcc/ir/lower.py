@@ -145,7 +145,11 @@ def _check(nodes: list[Node], edges: list[Edge], spec: Spec, issues: list[Issue]
     for n in nodes:
         if n.name not in feeds_output and n.name != INPUT:
             issues.append(Issue(n.path, f"node '{n.name}' is dangling: nothing connects it to 'output'"))
+    seen = set()
     for e in edges:
+        if (e.src, e.dst, e.op) in seen:
+            issues.append(Issue(e.path, f"duplicate {e.op} edge {e.src} -> {e.dst}"))
+        seen.add((e.src, e.dst, e.op))
         src, dst = by_name[e.src], by_name[e.dst]
         if e.op == "identity" and src.width != dst.width:
             issues.append(Issue(e.path, f"identity edge {e.src} -> {e.dst} joins different widths "

@@ -159,6 +159,11 @@ class PCNetwork(nnx.Module):
         return jnp.concatenate([first[None], zs], axis=0)
 
 
-def build_network(graph: Graph, table: dict[str, EdgeParam], seed: int, dtype=jnp.float32) -> PCNetwork:
-    """Instantiate the network's modules with weights drawn from ``seed``."""
+def build_network(graph: Graph, table: dict[str, EdgeParam], seed, dtype=jnp.float32) -> PCNetwork:
+    """Instantiate the network's modules with weights drawn from ``seed`` (an int or a key)."""
     return PCNetwork(graph, table, nnx.Rngs(params=seed), dtype=dtype)
+
+
+def abstract_network(graph: Graph, table: dict[str, EdgeParam], dtype=jnp.float32) -> PCNetwork:
+    """The network's structure with shape-only weights (no random numbers drawn, nothing compiled)."""
+    return nnx.eval_shape(lambda: build_network(graph, table, 0, dtype))

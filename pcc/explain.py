@@ -1,0 +1,91 @@
+"""``pcc explain``: what a spec compiles to, without importing jax.
+
+Every node and edge with its shape, parameter count, init, forward multiplier and learning-rate scale,
+plus the inference and learning plan, as a plain dict (``--json``) or rich tables.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pcc.ir.lower import lower
+from pcc.param.rules import parameterise
+from pcc.spec.models import Spec
+
+
+def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]:
+    """A JSON-ready description of the compiled network and its loops."""
+    graph = lower(spec, shapes)
+    m, inf, learn = spec.model, spec.inference, spec.learning
+    table = parameterise(graph, m.parameterisation, gain=m.gain, gamma=m.output_gamma,
+                         lr_scaling=learn.lr_scaling, optimizer=learn.optimizer.name)
+    nodes = [{
+        "name": n.name, "role": n.role, "width": n.width, "repeat": n.repeat, "activation": n.activation,
+        "shape": ([n.repeat] if n.repeat > 1 else []) + ["B", n.width],
+        "precision": graph.precision_of(n.name) if n.role != "input" else None,
+    } for n in graph.nodes]
+    edges = []
+    for e in graph.edges:
+        src, dst = graph.node(e.src), graph.node(e.dst)
+        row: dict[str, Any] = {"src": e.src, "dst": e.dst, "op": e.op}
+        if e.op == "dense":
+            p = table[e.key]
+            shape = ([dst.repeat] if dst.repeat > 1 else []) + [src.width, dst.width]
+            count = dst.repeat * (src.width * dst.width + (dst.width if e.bias else 0))
+            init = (("N(0,1)" if p.init_scale == 1 else f"N(0,{p.init_scale:g}²)") if p.init == "normal"
+                    else f"U(±{p.init_scale:.3g})")
+            row.update(shape=shape, params=count, bias=e.bias, init=init, multiplier=p.multiplier,
+                       multiplier_rule=p.why, lr_scale=p.lr_scale)
+        else:
+            row.update(shape=None, params=0, bias=False, init=None, multiplier=1.0, multiplier_rule="identity",
+                       lr_scale=None)
+        edges.append(row)
+    steps = "0 (backprop)" if learn.algorithm == "bp" else (
+        f"until ‖∇z F‖rms < {inf.tol:g}, at most {inf.steps}" if inf.tol else str(inf.steps))
+    return {
+        "name": spec.name,
+        "parameterisation": m.parameterisation,
+        "ordering": m.ordering,
+        "depth": graph.depth,
+        "total_params": sum(e["params"] for e in edges),
+        "nodes": nodes,
+        "edges": edges,
+        "inference": {
+            "solver": inf.solver, "steps": steps, "step_size": inf.step_size,
+            "step_convention": inf.step_convention, "init": inf.init,
+            "per_sample_step": inf.step_size / ((inf.tuned_batch_size or spec.data.batch_size)
+                                                if inf.step_convention == "batch_mean" else 1),
+        },
+        "learning": {
+            "algorithm": learn.algorithm, "optimizer": learn.optimizer.model_dump(exclude_none=True),
+            "epochs": learn.epochs, "schedule": learn.schedule.name, "batch_size": spec.data.batch_size,
+            "output_energy": m.output_energy,
+        },
+    }
+
+
+def render(info: dict[str, Any]) -> None:
+    """Print :func:`explain`'s result as rich tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{info['name']}[/]: {info['parameterisation']} parameterisation, "
+                  f"{info['ordering']} ordering, depth L = {info['depth']}, {info['total_params']:,} parameters")
+    nodes = Table("node", "role", "shape", "activation", "precision", title="nodes")
+    for n in info["nodes"]:
+        nodes.add_row(n["name"], n["role"], "×".join(map(str, n["shape"])), n["activation"],
+                      "" if n["precision"] is None else f"{n['precision']:g}")
+    console.print(nodes)
+    edges = Table("edge", "op", "weight shape", "params", "init", "multiplier", "rule", "lr scale", title="edges")
+    for e in info["edges"]:
+        edges.add_row(f"{e['src']} → {e['dst']}", e["op"], "×".join(map(str, e["shape"] or [])) or "-",
+                      f"{e['params']:,}", e["init"] or "-", f"{e['multiplier']:.6g}", e["multiplier_rule"],
+                      "-" if e["lr_scale"] is None else f"{e['lr_scale']:.4g}")
+    console.print(edges)
+    inf, learn = info["inference"], info["learning"]
+    console.print(f"[bold]inference[/]: {inf['solver']}, steps {inf['steps']}, step size {inf['step_size']:g} "
+                  f"({inf['step_convention']}; per-sample step {inf['per_sample_step']:.4g}), init {inf['init']}")
+    opt = ", ".join(f"{k}={v}" for k, v in learn["optimizer"].items())
+    console.print(f"[bold]learning[/]: {learn['algorithm']}, {opt}, {learn['epochs']} epoch(s), schedule "
+                  f"{learn['schedule']}, batch {learn['batch_size']}, output energy {learn['output_energy']}")
