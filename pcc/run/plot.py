@@ -1,0 +1,60 @@
+"""Curves of one or more runs in one PNG: train loss and test metric against the step, and the per-layer
+energies of the last logged step. Several runs are overlaid, each labelled by its folder name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from pcc.errors import PccError
+from pcc.run.metrics import Row, read_rows
+
+
+def _series(rows: list[Row], kind: str, key: str) -> tuple[list[int], list[float]]:
+    picked = [r for r in rows if r["kind"] == kind and r.get(key) is not None]
+    return [r["step"] for r in picked], [r[key] for r in picked]
+
+
+def _final_energies(rows: list[Row]) -> dict[str, float]:
+    train = [r for r in rows if r["kind"] == "train"]
+    return {k.split("/", 1)[1]: v for k, v in train[-1].items() if k.startswith("energy/")} if train else {}
+
+
+def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path) -> Path:
+    """Write the curves of ``run_dirs`` to ``out_png`` (matplotlib, Agg backend); returns its path."""
+    if not run_dirs:
+        raise PccError("plot needs at least one run folder")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {Path(d).name or str(d): read_rows(d) for d in run_dirs}
+    classify = any(r.get("accuracy") is not None for rows in runs.values() for r in rows)
+    fig, (loss_ax, test_ax, energy_ax) = plt.subplots(1, 3, figsize=(16, 4.5))
+    layers: list[str] = []
+    for label, rows in runs.items():
+        loss_ax.plot(*_series(rows, "train", "loss"), label=label)
+        test_ax.plot(*_series(rows, "eval", "accuracy" if classify else "loss"), marker="o", label=label)
+        energies = _final_energies(rows)
+        energy_ax.plot(range(len(energies)), list(energies.values()), marker="o", label=label)
+        layers = max(layers, list(energies), key=len)
+    loss_ax.set(title="train loss", xlabel="step", ylabel="loss")
+    test_ax.set(title="test accuracy" if classify else "test loss", xlabel="step",
+                ylabel="accuracy" if classify else "loss")
+    energy_ax.set(title="per-layer energy (last logged step)", xlabel="layer", ylabel="energy")
+    energy_ax.set_xticks(range(len(layers)), layers, rotation=45 if len(layers) > 8 else 0)
+    for ax in (loss_ax, energy_ax):
+        values = [v for line in ax.get_lines() for v in line.get_ydata()]
+        if values and all(v > 0 for v in values):
+            ax.set_yscale("log")
+    for ax in (loss_ax, test_ax, energy_ax):
+        ax.grid(alpha=0.3)
+        if ax.get_lines():
+            ax.legend(fontsize="small")
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
