@@ -1,0 +1,111 @@
+"""The ``pcc`` command: thin wrappers that parse arguments, call the Python API and format its answers.
+
+Every command is registered with :func:`command` (not ``app.command``): a :class:`~pcc.errors.PccError` is
+printed on stderr, one issue per line, with exit status 2 and no traceback; Ctrl-C exits with 130.
+
+Keep module-level imports light: ``pcc validate`` and ``pcc schema`` must not import jax or flax, so a command
+that needs them imports them inside its function.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from pcc import __version__
+from pcc.errors import PccError
+
+app = typer.Typer(
+    name="pcc",
+    help="pcc, the predictive coding compiler: YAML specs of predictive coding networks compiled to JAX.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Arguments and options shared by commands.
+SpecArg = Annotated[Path, typer.Argument(metavar="SPEC", help="The spec file (YAML).", show_default=False)]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", metavar="KEY=VALUE", show_default=False,
+                 help="Override a spec value, e.g. --set learning.optimizer.lr=0.01 (repeatable; VALUE is YAML)."),
+]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``message`` on stderr and exit with ``code``."""
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
+    """``app.command(...)`` that reports a PccError (status 2) or an interrupt (status 130) without a traceback."""
+
+    def register(fn: F) -> F:
+        @functools.wraps(fn)
+        def run(*a: Any, **k: Any) -> Any:
+            try:
+                return fn(*a, **k)
+            except PccError as e:
+                fail(str(e), e.exit_code)
+            except KeyboardInterrupt:
+                fail("pcc: interrupted", 130)
+
+        app.command(*args, **kwargs)(run)
+        return fn
+
+    return register
+
+
+def _version(show: bool) -> None:
+    if show:
+        typer.echo(f"pcc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """pcc, the predictive coding compiler."""
+
+
+@command()
+def validate(
+    spec: SpecArg,
+    set_: SetOpt = None,
+    resolved: Annotated[bool, typer.Option("--resolved", help="Print the spec with every default filled in.")] = False,
+) -> None:
+    """Check a spec: print `SPEC: ok`, or every problem as FILE:LINE:COL: path: message (exit status 2)."""
+    from pcc.spec.loader import dump_yaml, load_spec
+
+    loaded = load_spec(spec, overrides=set_ or ())
+    if resolved:
+        typer.echo(dump_yaml(loaded.model_dump(mode="json", by_alias=True)), nl=False)
+    else:
+        typer.echo(f"{spec}: ok")
+
+
+@command()
+def schema() -> None:
+    """Print the JSON Schema of the spec language (for editors: yaml-language-server, VS Code)."""
+    from pcc.spec.schema import json_schema_text
+
+    typer.echo(json_schema_text(), nl=False)
+
+
+def main() -> None:
+    """Entry point of the ``pcc`` script."""
+    app(prog_name="pcc")
+
+
+if __name__ == "__main__":
+    main()
