@@ -8,6 +8,7 @@ feedforward pass, scanning over stacked nodes.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import jax
@@ -56,15 +57,37 @@ class Dense(nnx.Module):
     def __call__(self, h: jax.Array) -> jax.Array:
         kernel = self.kernel[...]
         bias = None if self.bias is None else self.bias[...]
-        if kernel.ndim == 3:
-            out = self.multiplier * jnp.einsum("rbi,rio->rbo", h, kernel)
-            return out if bias is None else out + bias[:, None, :]
-        return apply_dense(self.multiplier, h, kernel, bias)
+        out = scaled_matmul(self.multiplier, h, kernel)
+        if bias is None:
+            return out
+        return out + (bias[:, None, :] if kernel.ndim == 3 else bias)
 
 
 def apply_dense(multiplier: float, h: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:
-    out = multiplier * (h @ kernel)
+    out = scaled_matmul(multiplier, h, kernel)
     return out if bias is None else out + bias
+
+
+def _matmul(h: jax.Array, kernel: jax.Array) -> jax.Array:
+    return jnp.einsum("rbi,rio->rbo", h, kernel) if kernel.ndim == 3 else h @ kernel
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(0,))
+def scaled_matmul(multiplier: float, h: jax.Array, kernel: jax.Array) -> jax.Array:
+    """``a · h W`` (batched over a leading layer axis for a 3-d kernel).
+
+    Its tangent scales the tangent *inputs* (``(a·dh) W + h (a·dW)``), so the transposed (reverse-mode)
+    rule scales *after* the transposed matmuls and the scalar multiply fuses into whatever consumes the
+    result instead of costing a pass over the cotangent.
+    """
+    return multiplier * _matmul(h, kernel)
+
+
+@scaled_matmul.defjvp
+def _scaled_matmul_jvp(multiplier, primals, tangents):
+    h, kernel = primals
+    dh, dkernel = tangents
+    return scaled_matmul(multiplier, h, kernel), _matmul(multiplier * dh, kernel) + _matmul(h, multiplier * dkernel)
 
 
 class PCNetwork(nnx.Module):

@@ -9,14 +9,14 @@ summed over the copies of a stacked node. It is defined per sample: inference de
 sample's activities follow their own gradient, whatever the batch size) and learning descends the batch
 mean.
 
-Because F is a sum of local terms, its gradients are local too. With the error signal
-ε_m = −∂(λ_m E_m)/∂μ_m of every node,
+Loops carry the prediction errors e_n = z_n − μ_n (μ_n = z_n − e_n whenever needed). F is a sum of local
+terms of the errors, so every gradient is the chain rule through the error map e(z, θ):
 
-    ∂F/∂z_n = ∂(λ_n E_n)/∂z_n − Σ_{m fed by n} (∂μ_m/∂z_n)ᵀ ε_m,      ∂F/∂θ = −Σ_m (∂μ_m/∂θ)ᵀ ε_m,
+    ∂F/∂z = (∂e/∂z)ᵀ ∂F/∂e,      ∂F/∂θ = (∂e/∂θ)ᵀ ∂F/∂e,
 
-where both ε and the own term are autodiff of E_n alone and the Jacobian products are vjps of the
-prediction ops. :func:`local_grads` evaluates this with the predictions already at hand, so an inference
-step costs one prediction pass and one back-projection pass.
+where ∂F/∂e is elementwise autodiff of the energy alone and the Jacobian products are one vjp of the
+prediction ops (whose forward values are already carried, so XLA prunes them). An inference step therefore
+costs one back-projection pass and one prediction pass.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from pcc.nn.network import PCNetwork, Values
 
 Predictions = dict[str, jax.Array]
 """Energy node name → μ (same shape as the node's value)."""
+Errors = dict[str, jax.Array]
+"""Energy node name → e = z − μ."""
 
 
 def node_energy(graph: Graph, node: Node, z: jax.Array, mu: jax.Array) -> jax.Array:
@@ -47,23 +49,29 @@ def predictions(net: PCNetwork, values: Values) -> Predictions:
     return {n.name: net.predict(n.name, values) for n in net.graph.energy_nodes}
 
 
-def layer_energies(graph: Graph, values: Values, mu: Predictions) -> jax.Array:
+def errors(net: PCNetwork, values: Values) -> Errors:
+    """e_n = z_n − μ_n of every energy node."""
+    return {n.name: values[n.name] - net.predict(n.name, values) for n in net.graph.energy_nodes}
+
+
+def layer_energies(graph: Graph, values: Values, err: Errors) -> jax.Array:
     """Per weight layer and sample, shape ``(L, B)``, in the order of ``graph.layer_labels``."""
     rows = []
     for node in graph.energy_nodes:
-        e = node_energy(graph, node, values[node.name], mu[node.name])
+        z = values[node.name]
+        e = node_energy(graph, node, z, z - err[node.name])
         rows.append(e if node.repeat > 1 else e[None])
     return jnp.concatenate(rows, axis=0)
 
 
-def total(graph: Graph, values: Values, mu: Predictions) -> jax.Array:
+def total(graph: Graph, values: Values, err: Errors) -> jax.Array:
     """F_i per sample, shape ``(B,)``."""
-    return layer_energies(graph, values, mu).sum(axis=0)
+    return layer_energies(graph, values, err).sum(axis=0)
 
 
 def energy(net: PCNetwork, values: Values) -> jax.Array:
-    """F_i per sample from the values alone (predictions computed here)."""
-    return total(net.graph, values, predictions(net, values))
+    """F_i per sample from the values alone (errors computed here)."""
+    return total(net.graph, values, errors(net, values))
 
 
 def output_loss(net: PCNetwork, prediction: jax.Array, y: jax.Array) -> jax.Array:
@@ -71,22 +79,13 @@ def output_loss(net: PCNetwork, prediction: jax.Array, y: jax.Array) -> jax.Arra
     return node_energy(net.graph, net.graph.output, y, prediction)
 
 
-def signals(graph: Graph, values: Values, mu: Predictions) -> tuple[Predictions, dict[str, jax.Array]]:
-    """(ε_m = −∂λE_m/∂μ_m for every energy node, ∂λE_n/∂z_n for every node) by autodiff of E alone."""
-    def f(z, m):
-        return sum(node_energy(graph, n, z[n.name], m[n.name]).sum() for n in graph.energy_nodes)
+def local_grads(error_map: Callable, wrt, values: Values, err: Errors, graph: Graph):
+    """(∂e/∂wrt)ᵀ ∂F/∂e: the gradient of Σ_i F_i w.r.t. ``wrt`` (activities, weights, or both).
 
-    own, dmu = jax.grad(f, argnums=(0, 1))({n: values[n] for n in mu}, mu)
-    return jax.tree.map(jnp.negative, dmu), own
-
-
-def local_grads(predict: Callable, wrt, values: Values, mu: Predictions, graph: Graph):
-    """Back-project the error signals: returns (ε, ∂F/∂wrt's sources part, own terms).
-
-    ``predict(wrt) -> Predictions`` is the prediction map as a function of what we differentiate (the
-    free activities, the weights, or both); its forward values are not needed and are pruned by XLA.
+    ``error_map(wrt) -> Errors`` is the error map as a function of what we differentiate; ``err`` its
+    current value (carried by the loop; the map's forward values are not recomputed).
     """
-    eps, own = signals(graph, values, mu)
-    _, vjp = jax.vjp(predict, wrt)
-    (back,) = vjp(eps)
-    return eps, back, own
+    dfde = jax.grad(lambda e: total(graph, values, e).sum())(err)
+    _, vjp = jax.vjp(error_map, wrt)
+    (grad,) = vjp(dfde)
+    return grad

@@ -50,9 +50,9 @@ class InferenceResult:
 class Program:
     """Everything a generated loop needs, fixed at compile time.
 
-    Loops carry the activities together with their predictions μ, so each inference step costs one
+    Loops carry the activities together with their prediction errors, so each inference step costs one
     back-projection (the vjp of the prediction ops) and one prediction pass, and the weight gradient
-    after inference reuses the last step's predictions (see :mod:`pcc.pc.energy`).
+    after inference reuses the last step's errors (see :mod:`pcc.pc.energy`).
     """
 
     graphdef: Any
@@ -75,9 +75,9 @@ class Program:
     def free_names(self) -> list[str]:
         return [n.name for n in self.graph.free]
 
-    def predict(self, params, free: Activities, x: jax.Array) -> E.Predictions:
-        """μ of every energy node."""
-        return E.predictions(self.net(params), {INPUT: x, **free})
+    def errors(self, params, free: Activities, x: jax.Array, y: jax.Array) -> E.Errors:
+        """e = z − μ of every energy node."""
+        return E.errors(self.net(params), self.values(free, x, y))
 
     def start(self, params, x, y, key) -> tuple[Activities, jax.Array]:
         """Initial activities and the per-sample loss of the feedforward prediction."""
@@ -88,34 +88,33 @@ class Program:
         return initial_activities(self.init, free, key, self.init_std), loss
 
     def total_energy(self, params, free, x, y) -> jax.Array:
-        """F_i per sample (predictions computed here)."""
-        return E.total(self.graph, self.values(free, x, y), self.predict(params, free, x))
+        """F_i per sample (errors computed here)."""
+        return E.total(self.graph, self.values(free, x, y), self.errors(params, free, x, y))
 
     def _scaled(self, g: Activities) -> Activities:
         return g if self.grad_scale == 1 else jax.tree.map(lambda a: a * self.grad_scale, g)
 
-    def activity_grad(self, params, free, x, y, mu=None) -> Activities:
-        """Per-sample ∇_z F_i (times the step-size convention's scale), from predictions ``mu`` at ``free``."""
-        mu = self.predict(params, free, x) if mu is None else mu
-        _, back, own = E.local_grads(lambda z: self.predict(params, z, x), free, self.values(free, x, y), mu,
-                                     self.graph)
-        return self._scaled({n: own[n] - back[n] for n in free})
+    def activity_grad(self, params, free, x, y, err=None) -> Activities:
+        """Per-sample ∇_z F_i (times the step-size convention's scale), from the errors ``err`` at ``free``."""
+        err = self.errors(params, free, x, y) if err is None else err
+        g = E.local_grads(lambda z: self.errors(params, z, x, y), free, self.values(free, x, y), err, self.graph)
+        return self._scaled(g)
 
-    def weight_grad(self, params, free, x, y, mu=None):
-        """(mean_i F_i, ∇_θ mean_i F_i) at fixed activities, from predictions ``mu`` at ``free``."""
-        mu = self.predict(params, free, x) if mu is None else mu
+    def weight_grad(self, params, free, x, y, err=None):
+        """(mean_i F_i, ∇_θ mean_i F_i) at fixed activities, from the errors ``err`` at ``free``."""
+        err = self.errors(params, free, x, y) if err is None else err
         values = self.values(free, x, y)
-        _, back, _ = E.local_grads(lambda p: self.predict(p, free, x), params, values, mu, self.graph)
-        scale = -1.0 / x.shape[0]
-        return E.total(self.graph, values, mu).mean(), jax.tree.map(lambda g: scale * g, back)
+        g = E.local_grads(lambda p: self.errors(p, free, x, y), params, values, err, self.graph)
+        inv_b = 1.0 / x.shape[0]
+        return E.total(self.graph, values, err).mean(), jax.tree.map(lambda a: inv_b * a, g)
 
-    def joint_grad(self, params, free, x, y, mu):
+    def joint_grad(self, params, free, x, y, err):
         """Activity and weight gradients from one back-projection (incremental PC)."""
         values = self.values(free, x, y)
-        _, (back_p, back_z), own = E.local_grads(lambda pz: self.predict(pz[0], pz[1], x), (params, free),
-                                                 values, mu, self.graph)
-        scale = -1.0 / x.shape[0]
-        return self._scaled({n: own[n] - back_z[n] for n in free}), jax.tree.map(lambda g: scale * g, back_p)
+        g_p, g_z = E.local_grads(lambda pz: self.errors(pz[0], pz[1], x, y), (params, free), values, err,
+                                 self.graph)
+        inv_b = 1.0 / x.shape[0]
+        return self._scaled(g_z), jax.tree.map(lambda a: inv_b * a, g_p)
 
     def residual(self, g: Activities) -> jax.Array:
         stacked = frozenset(n.name for n in self.graph.free if n.repeat > 1)
@@ -127,27 +126,27 @@ class Program:
 
     # ----------------------------------------------------------------------- inference
     def settle(self, params, free, x, y):
-        """Run the solver on the activities at fixed weights; returns (activities, predictions, steps)."""
-        (free, _, mu), steps = settle(
+        """Run the solver on the activities at fixed weights; returns (activities, errors, steps)."""
+        (free, _, err), steps = settle(
             lambda s: self.activity_grad(params, s[0], x, y, s[2]),
-            lambda s, g: self._advance(params, s, g, x),
-            (free, self.solver.init(free), self.predict(params, free, x)),
+            lambda s, g: self._advance(params, s, g, x, y),
+            (free, self.solver.init(free), self.errors(params, free, x, y)),
             steps=self.steps, tol=self.tol, residual=self.residual,
         )
-        return free, mu, steps
+        return free, err, steps
 
-    def _advance(self, params, s, g, x):
+    def _advance(self, params, s, g, x, y):
         free, solver_state = self.solver.update(g, s[1], s[0])
-        return free, solver_state, self.predict(params, free, x)
+        return free, solver_state, self.errors(params, free, x, y)
 
     def infer(self, params, x, y, key) -> InferenceResult:
         free, _ = self.start(params, x, y, key)
-        free, mu, steps = self.settle(params, free, x, y)
-        layers = E.layer_energies(self.graph, self.values(free, x, y), mu)
+        free, err, steps = self.settle(params, free, x, y)
+        layers = E.layer_energies(self.graph, self.values(free, x, y), err)
         return InferenceResult(free, layers.sum(0), layers, steps)
 
-    def metrics(self, free, mu, x, y, loss, energy_init, grads, steps) -> StepMetrics:
-        layers = E.layer_energies(self.graph, self.values(free, x, y), mu).mean(axis=1)
+    def metrics(self, free, err, x, y, loss, energy_init, grads, steps) -> StepMetrics:
+        layers = E.layer_energies(self.graph, self.values(free, x, y), err).mean(axis=1)
         return StepMetrics(loss.mean(), energy_init, layers.sum(), layers, layer_grad_norms(self.graph, grads),
                            steps)
 
@@ -184,9 +183,9 @@ def algorithm(name: str):
 def pc_step(p: Program, params, opt_state, x, y, key):
     free, loss = p.start(params, x, y, key)
     energy_init = p.total_energy(params, free, x, y).mean()
-    free, mu, steps = p.settle(params, free, x, y)
-    _, grads = p.weight_grad(params, free, x, y, mu)
-    metrics = p.metrics(free, mu, x, y, loss, energy_init, grads, steps)
+    free, err, steps = p.settle(params, free, x, y)
+    _, grads = p.weight_grad(params, free, x, y, err)
+    metrics = p.metrics(free, err, x, y, loss, energy_init, grads, steps)
     params, opt_state = p.apply_weights(params, grads, opt_state)
     return params, opt_state, metrics
 
@@ -200,15 +199,15 @@ def ipc_step(p: Program, params, opt_state, x, y, key):
         z, zs, theta, os, _ = s
         z, zs = p.solver.update(g[0], zs, z)
         theta, os = p.apply_weights(theta, g[1], os)
-        return z, zs, theta, os, p.predict(theta, z, x)
+        return z, zs, theta, os, p.errors(theta, z, x, y)
 
-    (free, _, params, opt_state, mu), steps = settle(
+    (free, _, params, opt_state, err), steps = settle(
         lambda s: p.joint_grad(s[2], s[0], x, y, s[4]), advance,
-        (free, p.solver.init(free), params, opt_state, p.predict(params, free, x)),
+        (free, p.solver.init(free), params, opt_state, p.errors(params, free, x, y)),
         steps=p.steps, tol=p.tol, residual=lambda g: p.residual(g[0]),
     )
-    _, grads = p.weight_grad(params, free, x, y, mu)
-    return params, opt_state, p.metrics(free, mu, x, y, loss, energy_init, grads, steps)
+    _, grads = p.weight_grad(params, free, x, y, err)
+    return params, opt_state, p.metrics(free, err, x, y, loss, energy_init, grads, steps)
 
 
 @algorithm("bp")
@@ -220,6 +219,6 @@ def bp_step(p: Program, params, opt_state, x, y, key):
 
     (loss, values), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     free = {n: values[n] for n in p.free_names()}
-    metrics = p.metrics(free, p.predict(params, free, x), x, y, loss, loss, grads, jnp.asarray(0, jnp.int32))
+    metrics = p.metrics(free, p.errors(params, free, x, y), x, y, loss, loss, grads, jnp.asarray(0, jnp.int32))
     params, opt_state = p.apply_weights(params, grads, opt_state)
     return params, opt_state, metrics
