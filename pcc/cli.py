@@ -102,6 +102,39 @@ def schema() -> None:
     typer.echo(json_schema_text(), nl=False)
 
 
+@command()
+def explain(
+    spec: SpecArg,
+    set_: SetOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+) -> None:
+    """What SPEC compiles to: every node and edge (shapes, parameters, init, multiplier, LR scale) and the
+    inference and learning plan. Imports no jax."""
+    import json
+
+    from pcc.explain import explain as describe
+    from pcc.explain import render
+    from pcc.spec.loader import load_spec
+
+    info = describe(load_spec(spec, overrides=set_ or ()))
+    if json_:
+        typer.echo(json.dumps(info))
+    else:
+        render(info)
+
+
+app.command("compile", help="Alias of `pcc explain`.")(explain)
+
+
+def _register_extensions() -> None:
+    from pcc.run.cli_commands import register as register_runner
+
+    register_runner(command)
+
+
+_register_extensions()
+
+
 def main() -> None:
     """Entry point of the ``pcc`` script."""
     app(prog_name="pcc")

@@ -54,13 +54,14 @@ class Dense(nnx.Module):
         self.multiplier = param.multiplier
         self.lr_scale = param.lr_scale
 
-    def __call__(self, h: jax.Array) -> jax.Array:
+    def __call__(self, h: jax.Array, sign: float = 1.0) -> jax.Array:
+        """``sign · (a h W + b)``."""
         kernel = self.kernel[...]
         bias = None if self.bias is None else self.bias[...]
-        out = scaled_matmul(self.multiplier, h, kernel)
+        out = scaled_matmul(sign * self.multiplier, h, kernel)
         if bias is None:
             return out
-        return out + (bias[:, None, :] if kernel.ndim == 3 else bias)
+        return out + sign * (bias[:, None, :] if kernel.ndim == 3 else bias)
 
 
 def apply_dense(multiplier: float, h: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:
@@ -135,15 +136,31 @@ class PCNetwork(nnx.Module):
 
     def predict(self, name: str, values: Values) -> jax.Array:
         """The prediction μ of node ``name`` from the current values of its sources."""
+        return self._prediction(name, values, sign=1.0)
+
+    def error(self, name: str, values: Values) -> jax.Array:
+        """The prediction error e = z − μ of node ``name``.
+
+        Under ``w_phi`` the dense terms enter with a negated multiplier (z + Σ(−a)φ(h)W − skips), so the
+        transposed matmul of a back-projection receives the error signal as it is, with no negation pass.
+        """
+        if self.graph.ordering == "w_phi":
+            return values[name] + self._prediction(name, values, sign=-1.0)
+        return values[name] - self._prediction(name, values, sign=1.0)
+
+    def _prediction(self, name: str, values: Values, sign: float) -> jax.Array:
+        """``sign · μ`` under w_phi (dense terms scaled, skips negated); μ under phi_w (``sign`` 1)."""
         node = self.graph.node(name)
         dense, skip = None, None
         for e in self.graph.incoming(name):
             if e.op == "dense":
-                term = self.edges[name][e.src](self._source(e.src, node, values, dense=True))
+                term = self.edges[name][e.src](self._source(e.src, node, values, dense=True), sign=sign)
                 dense = term if dense is None else dense + term
             else:
                 term = self._source(e.src, node, values, dense=False)
                 skip = term if skip is None else skip + term
+        if skip is not None and sign < 0:
+            skip = -skip
         return self._combine(node, dense, skip)
 
     # ------------------------------------------------------------------ the feedforward pass

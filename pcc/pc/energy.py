@@ -35,12 +35,13 @@ Errors = dict[str, jax.Array]
 """Energy node name → e = z − μ."""
 
 
-def node_energy(graph: Graph, node: Node, z: jax.Array, mu: jax.Array) -> jax.Array:
-    """λ_n E_n(z_n, μ_n) per sample: shape ``(B,)``, or ``(R, B)`` for a stacked node."""
+def node_energy(graph: Graph, node: Node, z: jax.Array, err: jax.Array) -> jax.Array:
+    """λ_n E_n per sample from the value z_n and the error e_n = z_n − μ_n: shape ``(B,)``, or ``(R, B)``
+    for a stacked node. ``½‖e‖²``, or at a cross-entropy output ``−Σ z log softmax(μ)`` with μ = z − e."""
     if node.name == OUTPUT and graph.output_energy == "cross_entropy":
-        e = -jnp.sum(z * jax.nn.log_softmax(mu, axis=-1), axis=-1)
+        e = -jnp.sum(z * jax.nn.log_softmax(z - err, axis=-1), axis=-1)
     else:
-        e = 0.5 * jnp.sum(jnp.square(z - mu), axis=-1)
+        e = 0.5 * jnp.sum(jnp.square(err), axis=-1)
     return graph.precision_of(node.name) * e
 
 
@@ -51,15 +52,14 @@ def predictions(net: PCNetwork, values: Values) -> Predictions:
 
 def errors(net: PCNetwork, values: Values) -> Errors:
     """e_n = z_n − μ_n of every energy node."""
-    return {n.name: values[n.name] - net.predict(n.name, values) for n in net.graph.energy_nodes}
+    return {n.name: net.error(n.name, values) for n in net.graph.energy_nodes}
 
 
 def layer_energies(graph: Graph, values: Values, err: Errors) -> jax.Array:
     """Per weight layer and sample, shape ``(L, B)``, in the order of ``graph.layer_labels``."""
     rows = []
     for node in graph.energy_nodes:
-        z = values[node.name]
-        e = node_energy(graph, node, z, z - err[node.name])
+        e = node_energy(graph, node, values[node.name], err[node.name])
         rows.append(e if node.repeat > 1 else e[None])
     return jnp.concatenate(rows, axis=0)
 
@@ -76,7 +76,7 @@ def energy(net: PCNetwork, values: Values) -> jax.Array:
 
 def output_loss(net: PCNetwork, prediction: jax.Array, y: jax.Array) -> jax.Array:
     """The loss of a prediction (the output node's energy with the target clamped), per sample."""
-    return node_energy(net.graph, net.graph.output, y, prediction)
+    return node_energy(net.graph, net.graph.output, y, y - prediction)
 
 
 def local_grads(error_map: Callable, wrt, values: Values, err: Errors, graph: Graph):

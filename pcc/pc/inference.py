@@ -90,7 +90,7 @@ def settle(grad: Callable, advance: Callable, state: Any, *, steps: int, tol: fl
     activity part. With ``tol`` the loop stops once every sample's residual is below it.
     """
     if tol is None:
-        state, _ = jax.lax.scan(lambda s, _: (advance(s, grad(s)), None), state, None, length=steps)
+        state = jax.lax.fori_loop(0, steps, lambda _, s: advance(s, grad(s)), state)
         return state, jnp.asarray(steps, jnp.int32)
 
     def cond(carry):
