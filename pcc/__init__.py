@@ -12,9 +12,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_spec": ("pcc.spec.loader", "load_spec"),
     "Spec": ("pcc.spec.models", "Spec"),
-    "compile": ("pcc.compile", "compile"),
-    "Compiled": ("pcc.compile", "Compiled"),
+    "compile": ("pcc.compiler", "compile"),
+    "Compiled": ("pcc.compiler", "Compiled"),
     "train": ("pcc.run.runner", "train"),
+    "sweep": ("pcc.run.sweep", "sweep"),
+    "diagnose": ("pcc.theory.diagnose", "diagnose"),
     "lower": ("pcc.ir.lower", "lower"),
     "SpecError": ("pcc.errors", "SpecError"),
     "DataError": ("pcc.errors", "DataError"),
@@ -34,7 +36,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pcc.compile import Compiled, compile
+    from pcc.compiler import Compiled, compile
     from pcc.errors import DataError, PccError, SpecError
     from pcc.spec.loader import load_spec
     from pcc.spec.models import Spec

@@ -128,8 +128,10 @@ app.command("compile", help="Alias of `pcc explain`.")(explain)
 
 def _register_extensions() -> None:
     from pcc.run.cli_commands import register as register_runner
+    from pcc.run.sweep_cli import register as register_sweep
 
     register_runner(command)
+    register_sweep(command)
 
 
 _register_extensions()

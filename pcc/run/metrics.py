@@ -40,7 +40,7 @@ def train_row(metrics: Any, labels: Sequence[str], *, step: int, epoch: float, w
 
 
 def eval_row(result: Any, *, step: int, epoch: float, wall: float) -> Row:
-    """An eval row from an :class:`~pcc.compile.EvalMetrics`."""
+    """An eval row from an :class:`~pcc.compiler.EvalMetrics`."""
     row = {"kind": "eval", "step": step, "epoch": epoch, "wall": wall, "loss": float(result.loss)}
     return row if result.accuracy is None else {**row, "accuracy": float(result.accuracy)}
 

@@ -36,8 +36,8 @@ import jax
 import numpy as np
 import yaml
 
-from pcc.compile import Compiled
-from pcc.compile import compile as compile_spec
+from pcc.compiler import Compiled
+from pcc.compiler import compile as compile_spec
 from pcc.data import Dataset, batches, load_dataset, num_batches
 from pcc.errors import CheckpointError, DataError, DivergenceError, PccError
 from pcc.run.checkpoint import Checkpoints, Position, all_finite, to_arrays

@@ -55,7 +55,7 @@ class Compiled:
         self.spec, self.graph, self.table = spec, graph, table
         self.steps_per_epoch = steps_per_epoch
         graphdef, _ = nnx.split(abstract_network(graph, table))
-        self._init_params = jax.jit(lambda key: nnx.split(build_network(graph, table, key))[1])
+        self._init = jax.jit(self._init_impl)
         inf, learn = spec.inference, spec.learning
         tuned_b = inf.tuned_batch_size or spec.data.batch_size
         self.program = Program(
@@ -101,8 +101,10 @@ class Compiled:
     # ------------------------------------------------------------------------------- public API
     def init(self, seed: int | None = None) -> TrainState:
         """Fresh weights and optimiser state from ``seed`` (default: the spec's)."""
-        seed = self.spec.seed if seed is None else seed
-        params = self._init_params(jax.random.key(seed))
+        return self._init(self.spec.seed if seed is None else seed)
+
+    def _init_impl(self, seed) -> TrainState:
+        params = nnx.split(build_network(self.graph, self.table, jax.random.key(seed)))[1]
         return TrainState(params, self.program.tx.init(params), jnp.asarray(0, jnp.int32),
                           jax.random.key_data(jax.random.key(seed + 1)))
 

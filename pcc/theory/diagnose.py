@@ -1,0 +1,408 @@
+"""Diagnostics of a compiled network at a state, on one batch: what inference and learning actually see.
+
+Everything is derived from the compiled program's one energy F (THEORY.md §5):
+
+- **conditioning**: the spectrum of the activity Hessian H_z = ∇²_z F_i of one sample and
+  κ(H_z) = |λ|_max / |λ|_min, analytic for linear chains (:func:`pcc.theory.linear.activity_hessian`) and by
+  ``jax.hessian`` of F_i w.r.t. the flattened free activities otherwise (at the feedforward activities,
+  averaged over the first few samples);
+- **inference**: per-layer energies after every step of the compiled solver (a Python loop over jitted
+  steps: a diagnostic, not a hot path) and the steps until max_i ‖∇_z F_i‖_rms < tol;
+- **per layer**: the energy after inference, activity RMS (feedforward and inferred), ‖θ_l‖, and the PC
+  weight update g_PC = ∇_θ mean_i F_i at the inferred activities against the BP gradient
+  g_BP = ∇_θ mean_i ℓ(f(x_i), y_i) of the feedforward loss: cos(g_PC, g_BP) and ‖g_PC‖ / ‖g_BP‖;
+- **linear chains**: the closed forms F* = ½ r S⁻¹ rᵀ, ‖S − I‖₂ and z* beside the numerical values.
+
+Layers follow ``graph.layer_labels``: one per weight layer, the copies of a stacked node separately.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from pcc.errors import PccError
+from pcc.ir.graph import OUTPUT, Graph, Node
+from pcc.pc import energy as E
+from pcc.theory import linear as T
+from pcc.theory.network import linear_chain
+
+HessianMethod = Literal["auto", "analytic", "autodiff", "none"]
+MAX_AUTODIFF_UNITS = 4096
+"""Largest number of free units per sample whose Hessian is built by autodiff (a U × U matrix, U vjps)."""
+MAX_ANALYTIC_UNITS = 8192
+"""Largest number of free units per sample whose closed-form (dense float64) Hessian is built."""
+
+
+# ------------------------------------------------------------------------------------------ results
+@dataclass(frozen=True)
+class Spectrum:
+    """Eigenvalues of H_z (ascending; the mean of the samples' sorted spectra) and κ(H_z) = |λ|_max / |λ|_min
+    (the mean over the samples)."""
+
+    method: Literal["analytic", "autodiff"]
+    eigenvalues: np.ndarray
+    condition_number: float
+    samples: int  # samples averaged over (0 for the closed form, which does not depend on the data)
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """An inference run, step by step: ``energies[t, l]`` is layer l's batch-mean energy after t steps and
+    ``residuals[t] = max_i ‖∇_z F_i‖_rms`` there (t = 0 … max_steps)."""
+
+    energies: np.ndarray  # (T + 1, L)
+    residuals: np.ndarray  # (T + 1,)
+    tol: float
+
+    def steps_to(self, tol: float) -> int | None:
+        """The first t with residuals[t] < tol (None: not within the run)."""
+        hits = np.flatnonzero(self.residuals < tol)
+        return int(hits[0]) if hits.size else None
+
+    @property
+    def steps_to_tol(self) -> int | None:
+        return self.steps_to(self.tol)
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One weight layer (one copy of a stacked node)."""
+
+    label: str
+    energy: float  # batch-mean energy after inference
+    forward_rms: float  # RMS of the node's feedforward value (the prediction, for the output)
+    inferred_rms: float  # RMS of the node's value after inference (the clamped target, for the output)
+    weight_norm: float  # ‖θ_l‖ (kernels and biases of its incoming dense edges)
+    pc_grad_norm: float  # ‖g_PC,l‖
+    bp_grad_norm: float  # ‖g_BP,l‖
+    cosine: float  # cos(g_PC,l, g_BP,l); NaN when either is 0
+    norm_ratio: float  # ‖g_PC,l‖ / ‖g_BP,l‖
+
+
+@dataclass(frozen=True)
+class LinearCheck:
+    """Closed forms of a linear chain beside the numerical inference."""
+
+    energy_closed_form: float  # mean_i F*_i
+    energy_numerical: float  # mean_i F_i after inference
+    s_minus_identity: float  # ‖S − I‖₂ (μPC → BP as it goes to 0)
+    z_max_abs_diff: float  # max |z − z*| over samples, layers and units
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Everything :func:`diagnose` measured; :meth:`to_dict` is JSON-ready (non-finite numbers become None)."""
+
+    batch: int
+    free_units: int  # free activities per sample
+    inference_steps: int  # steps the compiled inference took
+    spectrum: Spectrum | None
+    trajectory: Trajectory
+    layers: tuple[LayerReport, ...]
+    cosine: float  # cos(g_PC, g_BP) over all layers
+    norm_ratio: float  # ‖g_PC‖ / ‖g_BP‖ over all layers
+    linear: LinearCheck | None
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        out = _plain(asdict(self))
+        out["trajectory"]["steps_to_tol"] = self.trajectory.steps_to_tol
+        return out
+
+
+def _plain(obj: Any) -> Any:
+    """numpy → Python, non-finite floats → None, recursively."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in (obj.tolist() if isinstance(obj, np.ndarray) else obj)]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj.item() if isinstance(obj, np.generic) else obj
+
+
+# ------------------------------------------------------------------------------------ layer layout
+def per_layer(nodes: tuple[Node, ...], values: dict) -> list[jax.Array]:
+    """Each node's value split into its copies: one (B, N) array per layer, in the order of ``nodes``."""
+    return [v for n in nodes for v in (values[n.name] if n.repeat > 1 else values[n.name][None])]
+
+
+def pack(graph: Graph, free: dict) -> jax.Array:
+    """Free activities as one (B, U) array, layers in depth order (the closed forms' layout)."""
+    return jnp.concatenate(per_layer(graph.free, free), axis=-1)
+
+
+def unpack(graph: Graph, flat: jax.Array) -> dict:
+    """Inverse of :func:`pack`."""
+    widths = [n.width for n in graph.free for _ in range(n.repeat)]
+    parts = iter(jnp.split(flat, np.cumsum(widths)[:-1], axis=-1))
+    out = {}
+    for n in graph.free:
+        copies = [next(parts) for _ in range(n.repeat)]
+        out[n.name] = jnp.stack(copies) if n.repeat > 1 else copies[0]
+    return out
+
+
+def layer_vectors(graph: Graph, tree) -> list[np.ndarray]:
+    """A params-shaped tree as one flat vector per weight layer (kernels and biases of the layer's incoming
+    dense edges; per copy of a stacked node), in ``graph.layer_labels`` order."""
+    pure = nnx.to_pure_dict(tree)["edges"]
+    out = []
+    for node in graph.energy_nodes:
+        leaves = [np.asarray(leaf, np.float64) for srcs in pure.get(node.name, {}).values()
+                  for leaf in srcs.values() if leaf is not None]
+        for k in range(node.repeat):
+            out.append(np.concatenate([(a[k] if node.repeat > 1 else a).ravel() for a in leaves] or [np.zeros(0)]))
+    return out
+
+
+def cosine(u: np.ndarray, v: np.ndarray) -> float:
+    """u·v / (‖u‖ ‖v‖); NaN when either is 0."""
+    nu, nv = np.linalg.norm(u), np.linalg.norm(v)
+    return float(u @ v / (nu * nv)) if nu > 0 and nv > 0 else math.nan
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b > 0 else math.nan
+
+
+def _rms(a) -> float:
+    return float(np.sqrt(np.mean(np.square(np.asarray(a, np.float64)))))
+
+
+def free_units(graph: Graph) -> int:
+    """U: free activities per sample."""
+    return sum(n.width * n.repeat for n in graph.free)
+
+
+# ------------------------------------------------------------------------------------ conditioning
+def _kappa(ev: np.ndarray) -> float:
+    a = np.abs(ev)
+    return float(a.max() / a.min()) if a.min() > 0 else math.inf
+
+
+def autodiff_spectrum(compiled, params, x, y, samples: int = 1) -> Spectrum:
+    """H_z = ∇²_z F_i by ``jax.hessian`` at the feedforward activities of each of the first ``samples``
+    samples; the eigenvalues averaged over them (sorted), κ averaged likewise."""
+    graph, program = compiled.graph, compiled.program
+    units = free_units(graph)
+    if units > MAX_AUTODIFF_UNITS:
+        raise PccError(f"the autodiff activity Hessian needs {units} × {units} entries per sample (free units "
+                       f"{units} > {MAX_AUTODIFF_UNITS}): diagnose a narrower or shallower network, or skip the "
+                       "spectrum (hessian='none', `pcc diagnose --hessian none`)")
+
+    @jax.jit
+    def hessian(params, v, xi, yi):
+        return jax.hessian(lambda u: program.total_energy(params, unpack(graph, u[None]), xi, yi).sum())(v)
+
+    forward = program.net(params).forward(jnp.asarray(x[:samples]))
+    flat = pack(graph, forward)
+    spectra = [np.linalg.eigvalsh(np.asarray(hessian(params, flat[i], x[i:i + 1], y[i:i + 1]), np.float64))
+               for i in range(len(flat))]
+    return Spectrum("autodiff", np.mean(spectra, axis=0), float(np.mean([_kappa(s) for s in spectra])),
+                    len(spectra))
+
+
+def analytic_spectrum(chain: T.LinearChain) -> Spectrum:
+    """The closed-form H_z of a linear chain (it depends on the weights only: ``samples`` is 0)."""
+    units = sum(chain.widths[1:-1])
+    if units > MAX_ANALYTIC_UNITS:
+        raise PccError(f"the closed-form activity Hessian of {units} free units exceeds {MAX_ANALYTIC_UNITS}: "
+                       "skip the spectrum (hessian='none', `pcc diagnose --hessian none`)")
+    ev = T.hessian_spectrum(chain)
+    return Spectrum("analytic", ev, _kappa(ev), 0)
+
+
+def _spectrum(method: HessianMethod, compiled, params, x, y, chain, samples: int) -> tuple[Spectrum | None, str]:
+    """(the spectrum, "") or, when skipped, (None, why). ``auto`` picks analytic for linear chains and autodiff
+    otherwise, and skips instead of refusing above the size limits."""
+    if method == "none":
+        return None, "spectrum skipped (hessian='none')"
+    auto = method == "auto"
+    if auto:
+        method = "autodiff" if chain is None else "analytic"
+    units, limit = free_units(compiled.graph), MAX_ANALYTIC_UNITS if method == "analytic" else MAX_AUTODIFF_UNITS
+    if auto and units > limit:
+        return None, f"spectrum skipped: {units} free units per sample exceed the {method} limit {limit}"
+    if method == "autodiff":
+        return autodiff_spectrum(compiled, params, x, y, samples), ""
+    if chain is None:
+        raise PccError("the analytic activity Hessian needs a linear chain with an mse output (identity "
+                       "activations, one dense edge per layer, optional identity skips, no biases): use "
+                       "hessian='autodiff'")
+    return analytic_spectrum(chain), ""
+
+
+def _chain_or_none(compiled, params) -> T.LinearChain | None:
+    """The network's :class:`LinearChain`, or None when the closed forms do not apply."""
+    if compiled.graph.output_energy != "mse":
+        return None
+    try:
+        return linear_chain(compiled, params)
+    except PccError:
+        return None
+
+
+# --------------------------------------------------------------------------------------- inference
+def layer_energies(program, params, free, x, y) -> jax.Array:
+    """λ_n E_n per weight layer and sample, shape (L, B), in ``graph.layer_labels`` order."""
+    return E.layer_energies(program.graph, program.values(free, x, y), program.errors(params, free, x, y))
+
+
+def trajectory(compiled, state, x, y, *, max_steps: int | None = None, tol: float = 1e-3) -> Trajectory:
+    """Run the compiled solver step by step from the compiled initialisation (``max_steps`` defaults to the
+    spec's ``inference.steps``; the spec's ``tol`` is ignored) and record the per-layer energies and the
+    per-sample residual max_i ‖∇_z F_i‖_rms before every step and after the last."""
+    from pcc.compiler import _step_key
+
+    program = compiled.program
+    steps = compiled.spec.inference.steps if max_steps is None else max_steps
+
+    @jax.jit
+    def step(params, free, solver_state, x, y):
+        g = program.activity_grad(params, free, x, y)
+        layers = layer_energies(program, params, free, x, y).mean(axis=1)
+        free, solver_state = program.solver.update(g, solver_state, free)
+        return free, solver_state, layers, jnp.max(program.residual(g))
+
+    free, _ = program.start(state.params, x, y, _step_key(state))
+    solver_state, energies, residuals = program.solver.init(free), [], []
+    for _ in range(steps + 1):
+        free, solver_state, layers, res = step(state.params, free, solver_state, x, y)
+        energies.append(np.asarray(layers))
+        residuals.append(float(res))
+    return Trajectory(np.stack(energies), np.asarray(residuals), tol)
+
+
+# ---------------------------------------------------------------------------------------- learning
+def bp_gradient(compiled, params, x, y):
+    """∇_θ mean_i ℓ(f(x_i), y_i): backprop of the feedforward loss (the output node's energy)."""
+    def loss(p):
+        net = compiled.program.net(p)
+        return E.output_loss(net, net.forward(x)[OUTPUT], y).mean()
+
+    return jax.grad(loss)(params)
+
+
+@partial(jax.jit, static_argnums=0)
+def _learning(compiled, params, free, x, y):
+    """(g_PC at ``free``, g_BP, the feedforward values) in one XLA program."""
+    _, pc = compiled.program.weight_grad(params, free, x, y)
+    return pc, bp_gradient(compiled, params, x, y), compiled.program.net(params).forward(x)
+
+
+def _linear_check(graph: Graph, chain: T.LinearChain, inferred: dict, energy: float, x, y) -> LinearCheck:
+    x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    zstar = np.concatenate(T.equilibrium(chain, x64, y64), axis=-1)
+    s = T.energy_rescaling(chain)
+    return LinearCheck(
+        energy_closed_form=float(T.equilibrated_energy(chain, x64, y64).mean()),
+        energy_numerical=energy,
+        s_minus_identity=float(np.linalg.norm(s - np.eye(len(s)), 2)),
+        z_max_abs_diff=float(np.max(np.abs(np.asarray(pack(graph, inferred), np.float64) - zstar))),
+    )
+
+
+# ------------------------------------------------------------------------------------------- entry
+def diagnose(compiled, state, x, y, *, tol: float = 1e-3, max_steps: int | None = None,
+             hessian: HessianMethod = "auto", hessian_samples: int = 1) -> Diagnosis:
+    """Diagnose ``compiled`` at ``state`` on the batch (x (B, D), y (B, C)); see the module docstring.
+
+    The learning quantities are taken at the activities the train step would use (``compiled.infer``: the
+    spec's inference); the trajectory runs ``max_steps`` steps (default: the spec's) to find the steps to
+    ``tol``. ``hessian``: ``auto`` (analytic for linear chains, autodiff up to
+    :data:`MAX_AUTODIFF_UNITS` free units, else skipped with a note), ``analytic``, ``autodiff`` or ``none``.
+    """
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    graph, program, params = compiled.graph, compiled.program, state.params
+    chain = _chain_or_none(compiled, params)
+    spectrum, note = _spectrum(hessian, compiled, params, x, y, chain, hessian_samples)
+
+    result = compiled.infer(state, x, y)
+    inferred = result.activities
+    pc, bp, forward = _learning(compiled, params, inferred, x, y)
+    pc_v, bp_v = layer_vectors(graph, pc), layer_vectors(graph, bp)
+    w_v = layer_vectors(graph, params)
+    fwd_l = per_layer(graph.energy_nodes, forward)
+    inf_l = per_layer(graph.energy_nodes, program.values(inferred, x, y))
+    energies = np.asarray(result.layer_energies).mean(axis=1)
+    layers = tuple(
+        LayerReport(label, float(e), _rms(f), _rms(z), float(np.linalg.norm(w)), float(np.linalg.norm(g)),
+                    float(np.linalg.norm(b)), cosine(g, b), _ratio(np.linalg.norm(g), np.linalg.norm(b)))
+        for label, e, f, z, w, g, b in zip(graph.layer_labels, energies, fwd_l, inf_l, w_v, pc_v, bp_v)
+    )
+    pc_all, bp_all = np.concatenate(pc_v), np.concatenate(bp_v)
+    energy = float(np.asarray(result.energy).mean())
+    return Diagnosis(
+        batch=int(x.shape[0]), free_units=free_units(graph), inference_steps=int(result.steps),
+        spectrum=spectrum, trajectory=trajectory(compiled, state, x, y, max_steps=max_steps, tol=tol),
+        layers=layers, cosine=cosine(pc_all, bp_all),
+        norm_ratio=_ratio(np.linalg.norm(pc_all), np.linalg.norm(bp_all)),
+        linear=None if chain is None else _linear_check(graph, chain, inferred, energy, x, y),
+        notes=(note,) if note else (),
+    )
+
+
+# -------------------------------------------------------------------------------------------- plot
+def plot_diagnosis(diag: Diagnosis, out_png: str | Path) -> Path:
+    """One PNG: per-layer energies along inference (colour = depth) with the residual, the per-layer PC-vs-BP
+    cosine and norm ratio, and the histogram of the H_z spectrum. Returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (e_ax, r_ax, c_ax, s_ax) = plt.subplots(1, 4, figsize=(20, 4.5))
+    traj, labels = diag.trajectory, [layer.label for layer in diag.layers]
+    colors = plt.cm.viridis(np.linspace(0, 1, len(labels)))
+    steps = np.arange(len(traj.residuals))
+    energies = np.where(traj.energies > 0, traj.energies, np.nan)  # exact zeros (feedforward init) leave gaps
+    for l, (label, color) in enumerate(zip(labels, colors)):
+        e_ax.plot(steps, energies[:, l], color=color, label=label)
+    e_ax.set(title="per-layer energy during inference", xlabel="step", ylabel="energy (batch mean)", yscale="log")
+    if len(labels) <= 10:
+        e_ax.legend(fontsize="small")
+    r_ax.plot(steps, traj.residuals, color="k")
+    reached = "not reached" if traj.steps_to_tol is None else f"step {traj.steps_to_tol}"
+    r_ax.axhline(traj.tol, ls="--", color="r", label=f"tol {traj.tol:g} ({reached})")
+    r_ax.set(title="max_i ‖∇_z F_i‖_rms", xlabel="step", yscale="log")
+    r_ax.legend(fontsize="small")
+
+    x = np.arange(len(labels))
+    c_ax.plot(x, [layer.cosine for layer in diag.layers], marker="o", label="cos(g_PC, g_BP)")
+    c_ax.set(title=f"PC vs BP per layer (overall cos {diag.cosine:.3f})", xlabel="layer", ylabel="cosine",
+             ylim=(-1.05, 1.05))
+    ratio_ax = c_ax.twinx()
+    ratio_ax.plot(x, [layer.norm_ratio for layer in diag.layers], marker="s", color="C1",
+                  label="‖g_PC‖ / ‖g_BP‖")
+    ratio_ax.set(ylabel="norm ratio", yscale="log")
+    c_ax.set_xticks(x, labels, rotation=90 if len(labels) > 8 else 0, fontsize="small" if len(labels) > 8 else None)
+    c_ax.legend(loc="upper left", fontsize="small")
+    ratio_ax.legend(loc="upper right", fontsize="small")
+
+    if diag.spectrum is not None:
+        ev = np.abs(diag.spectrum.eigenvalues)
+        ev = ev[ev > 0]
+        s_ax.hist(ev, bins=np.geomspace(ev.min(), ev.max() * 1.0001, 40) if ev.max() > ev.min() else 10)
+        s_ax.set(xscale="log", title=f"H_z spectrum ({diag.spectrum.method}), κ = {diag.spectrum.condition_number:.3g}",
+                 xlabel="|eigenvalue|", ylabel="count")
+    else:
+        s_ax.set_axis_off()
+        s_ax.text(0.5, 0.5, "\n".join(diag.notes) or "no spectrum", ha="center", va="center", wrap=True)
+    for ax in (e_ax, r_ax, c_ax):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
