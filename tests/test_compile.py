@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pcc.compile import compile
+from pcc.compiler import compile
 from pcc.theory import linear as T
 from pcc.theory.network import linear_chain
 from tests.helpers import batch, chain_layers, copy_state, make_spec
