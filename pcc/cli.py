@@ -126,6 +126,37 @@ def explain(
 app.command("compile", help="Alias of `pcc explain`.")(explain)
 
 
+@command()
+def bench(
+    spec: SpecArg,
+    set_: SetOpt = None,
+    steps: Annotated[int, typer.Option("--steps", help="Timed train steps after warm-up.")] = 30,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Time SPEC's train step: compile time, step time, samples/s, needed FLOPs and the fraction of the
+    machine's measured matmul peak."""
+    import json
+
+    from pcc.bench import bench as run_bench
+    from pcc.spec.loader import load_spec
+
+    result = run_bench(load_spec(spec, overrides=set_ or ()), steps=steps)
+    if json_:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    r = result
+    typer.echo(f"{r.name} on {r.device}, batch {r.batch_size}\n"
+               f"  compile (first step)  {r.compile_s:.2f} s\n"
+               f"  step                  {r.step_ms['median']:.2f} ms median "
+               f"({r.step_ms['min']:.2f} min, {r.step_ms['max']:.2f} max)\n"
+               f"  throughput            {r.samples_per_s:,.0f} samples/s\n"
+               f"  needed FLOPs          {r.flops_per_step / 1e9:.3f} GFLOP/step, "
+               f"{r.achieved_flops / 1e9:.1f} GFLOP/s\n"
+               f"  matmul peak           {r.peak_flops / 1e9:.1f} GFLOP/s "
+               f"({100 * r.fraction_of_peak:.0f} % reached)"
+               + (f"\n  peak memory           {r.peak_memory_bytes / 2**20:.0f} MiB" if r.peak_memory_bytes else ""))
+
+
 def _register_extensions() -> None:
     from pcc.run.cli_commands import register as register_runner
     from pcc.run.sweep_cli import register as register_sweep
