@@ -19,6 +19,7 @@ from pcc.errors import PccError
 from pcc.ir.graph import Graph
 from pcc.ir.lower import lower
 from pcc.nn.network import PCNetwork, abstract_network, build_network
+from pcc.parallel import make_mesh, shard_batch, state_shardings
 from pcc.param.rules import EdgeParam, parameterise
 from pcc.pc.inference import SOLVERS
 from pcc.pc.learning import ALGORITHMS, InferenceResult, Program, StepMetrics
@@ -64,6 +65,7 @@ class Compiled:
             init=inf.init, init_std=inf.init_std, tx=self._weight_optimizer(),
         )
         step = ALGORITHMS[learn.algorithm]
+        self.mesh = make_mesh(spec.parallel, spec.data.batch_size)
         self._train_step = jax.jit(partial(_train_step, self.program, step), donate_argnums=0)
         self._infer = jax.jit(self._infer_impl)
         self._predict = jax.jit(lambda params, x: self.program.net(params).forward(x)["output"])
@@ -101,7 +103,8 @@ class Compiled:
     # ------------------------------------------------------------------------------- public API
     def init(self, seed: int | None = None) -> TrainState:
         """Fresh weights and optimiser state from ``seed`` (default: the spec's)."""
-        return self._init(self.spec.seed if seed is None else seed)
+        state = self._init(self.spec.seed if seed is None else seed)
+        return state if self.mesh is None else jax.device_put(state, state_shardings(self.mesh, state))
 
     def _init_impl(self, seed) -> TrainState:
         params = nnx.split(build_network(self.graph, self.table, jax.random.key(seed)))[1]
@@ -110,8 +113,11 @@ class Compiled:
 
     def train_step(self, state: TrainState, batch: tuple[Any, Any]) -> tuple[TrainState, StepMetrics]:
         """One train step on ``batch = (x, y)``: x (B, D), y (B, C). ``state``'s buffers are donated."""
-        x, y = batch
-        return self._train_step(state, jnp.asarray(x), jnp.asarray(y))
+        return self._train_step(state, *map(self._place, batch))
+
+    def _place(self, array) -> jax.Array:
+        """A batch array on the device(s): split along the data axis when there is a mesh."""
+        return jnp.asarray(array) if self.mesh is None else shard_batch(self.mesh, array)
 
     def _infer_impl(self, params, x, y, key) -> InferenceResult:
         return self.program.infer(params, x, y, key)

@@ -339,6 +339,23 @@ class Run(Strict):
     """Show a progress bar on an interactive terminal."""
 
 
+class Parallel(Strict):
+    """How a train step spreads over devices: a mesh with a data axis and an optional model axis."""
+
+    data: Union[int, Literal["auto"]] = "auto"
+    """Devices on the data axis (batches are split across them); ``auto``: every device not on the model
+    axis. The batch size must be divisible by it."""
+    model: int = Field(1, gt=0)
+    """Devices on the model axis: dense kernels whose output width divides evenly are split by output units."""
+
+    @field_validator("data")
+    @classmethod
+    def _positive(cls, v: Any) -> Any:
+        if v != "auto" and v < 1:
+            raise ValueError("`data` must be a positive number of devices or 'auto'")
+        return v
+
+
 class Spec(Strict):
     """A pcc spec: one predictive coding network, its data and its training."""
 
@@ -360,6 +377,8 @@ class Spec(Strict):
     """Evaluation cadence."""
     run: Run = Field(default_factory=Run)
     """Run folder and cadence."""
+    parallel: Parallel = Field(default_factory=Parallel)
+    """Devices: data parallelism over all local devices by default when there are several."""
 
     _source: Any = PrivateAttr(None)
     """Where each value came from (set by the loader; used to locate errors found after validation)."""
