@@ -87,7 +87,7 @@ def test_energy_hessian_is_the_analytic_block_tridiagonal(case):
     m = linear_model(case)
     state = m.init()
     x, y = batch(2, 1, D, C, classes=False)
-    free, _ = m.program.start(state.params, x, y, jax.random.key(0))
+    free, _, _ = m.program.start(state.params, x, y, jax.random.key(0))
     flat, unravel = jax.flatten_util.ravel_pytree(free)
 
     def f(v):

@@ -19,7 +19,7 @@ from flax import nnx
 from pcc.ir.graph import INPUT, OUTPUT, Graph
 from pcc.nn.network import PCNetwork
 from pcc.pc import energy as E
-from pcc.pc.inference import Activities, initial_activities, per_sample_rms, settle
+from pcc.pc.inference import Activities, Relaxation, initial_activities, per_sample_rms, settle
 
 
 @jax.tree_util.register_dataclass
@@ -79,13 +79,24 @@ class Program:
         """e = z − μ of every energy node."""
         return E.errors(self.net(params), self.values(free, x, y))
 
-    def start(self, params, x, y, key) -> tuple[Activities, jax.Array]:
-        """Initial activities and the per-sample loss of the feedforward prediction."""
+    def start(self, params, x, y, key) -> tuple[Activities, E.Errors, jax.Array]:
+        """Initial activities, their errors, and the per-sample loss of the feedforward prediction.
+
+        Under the feedforward initialisation every free node's error is exactly 0 and the output's is
+        y − ŷ, so no prediction pass is spent on them."""
         net = self.net(params)
         fwd = net.forward(x)
         loss = E.output_loss(net, fwd[OUTPUT], y)
         free = {n: fwd[n] for n in self.free_names()}
-        return initial_activities(self.init, free, key, self.init_std), loss
+        if self.init == "forward":
+            err = {**{n: jnp.zeros_like(v) for n, v in free.items()}, OUTPUT: y - fwd[OUTPUT]}
+            return free, err, loss
+        free = initial_activities(self.init, free, key, self.init_std)
+        return free, self.errors(params, free, x, y), loss
+
+    def energy(self, free, err, x, y) -> jax.Array:
+        """F_i per sample from the errors at ``free``."""
+        return E.total(self.graph, self.values(free, x, y), err)
 
     def total_energy(self, params, free, x, y) -> jax.Array:
         """F_i per sample (errors computed here)."""
@@ -125,23 +136,22 @@ class Program:
         return optax.apply_updates(params, updates), opt_state
 
     # ----------------------------------------------------------------------- inference
-    def settle(self, params, free, x, y):
-        """Run the solver on the activities at fixed weights; returns (activities, errors, steps)."""
-        (free, _, err), steps = settle(
-            lambda s: self.activity_grad(params, s[0], x, y, s[2]),
-            lambda s, g: self._advance(params, s, g, x, y),
-            (free, self.solver.init(free), self.errors(params, free, x, y)),
-            steps=self.steps, tol=self.tol, residual=self.residual,
-        )
-        return free, err, steps
+    def settle(self, params, free, x, y, err=None):
+        """Run the solver on the activities at fixed weights from ``free`` (with errors ``err``);
+        returns (activities, errors, steps)."""
+        err = self.errors(params, free, x, y) if err is None else err
+        return self.solver.relax(self.relaxation(params, x, y), free, err, steps=self.steps, tol=self.tol)
 
-    def _advance(self, params, s, g, x, y):
-        free, solver_state = self.solver.update(g, s[1], s[0])
-        return free, solver_state, self.errors(params, free, x, y)
+    def relaxation(self, params, x, y) -> Relaxation:
+        """The gradient flow of the energy over the free activities at fixed weights."""
+        stacked = frozenset(n.name for n in self.graph.free if n.repeat > 1)
+        return Relaxation(grad=lambda z, err: self.activity_grad(params, z, x, y, err),
+                          aux=lambda z: self.errors(params, z, x, y),
+                          rms=lambda t: per_sample_rms(t, stacked), scale=self.grad_scale)
 
     def infer(self, params, x, y, key) -> InferenceResult:
-        free, _ = self.start(params, x, y, key)
-        free, err, steps = self.settle(params, free, x, y)
+        free, err, _ = self.start(params, x, y, key)
+        free, err, steps = self.settle(params, free, x, y, err)
         layers = E.layer_energies(self.graph, self.values(free, x, y), err)
         return InferenceResult(free, layers.sum(0), layers, steps)
 
@@ -181,9 +191,9 @@ def algorithm(name: str):
 
 @algorithm("pc")
 def pc_step(p: Program, params, opt_state, x, y, key):
-    free, loss = p.start(params, x, y, key)
-    energy_init = p.total_energy(params, free, x, y).mean()
-    free, err, steps = p.settle(params, free, x, y)
+    free, err, loss = p.start(params, x, y, key)
+    energy_init = p.energy(free, err, x, y).mean()
+    free, err, steps = p.settle(params, free, x, y, err)
     _, grads = p.weight_grad(params, free, x, y, err)
     metrics = p.metrics(free, err, x, y, loss, energy_init, grads, steps)
     params, opt_state = p.apply_weights(params, grads, opt_state)
@@ -192,8 +202,8 @@ def pc_step(p: Program, params, opt_state, x, y, key):
 
 @algorithm("ipc")
 def ipc_step(p: Program, params, opt_state, x, y, key):
-    free, loss = p.start(params, x, y, key)
-    energy_init = p.total_energy(params, free, x, y).mean()
+    free, err, loss = p.start(params, x, y, key)
+    energy_init = p.energy(free, err, x, y).mean()
 
     def advance(s, g):
         z, zs, theta, os, _ = s
@@ -203,7 +213,7 @@ def ipc_step(p: Program, params, opt_state, x, y, key):
 
     (free, _, params, opt_state, err), steps = settle(
         lambda s: p.joint_grad(s[2], s[0], x, y, s[4]), advance,
-        (free, p.solver.init(free), params, opt_state, p.errors(params, free, x, y)),
+        (free, p.solver.init(free), params, opt_state, err),
         steps=p.steps, tol=p.tol, residual=lambda g: p.residual(g[0]),
     )
     _, grads = p.weight_grad(params, free, x, y, err)

@@ -274,7 +274,7 @@ def trajectory(compiled, state, x, y, *, max_steps: int | None = None, tol: floa
         free, solver_state = program.solver.update(g, solver_state, free)
         return free, solver_state, layers, jnp.max(program.residual(g))
 
-    free, _ = program.start(state.params, x, y, _step_key(state))
+    free, _, _ = program.start(state.params, x, y, _step_key(state))
     solver_state, energies, residuals = program.solver.init(free), [], []
     for _ in range(steps + 1):
         free, solver_state, layers, res = step(state.params, free, solver_state, x, y)

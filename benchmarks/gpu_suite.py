@@ -1,0 +1,93 @@
+"""One accelerator session: `pcc bench` on the benchmark tasks beside the hand-written reference, then the
+paper's depth runs (μPC, sp and BP ResNets on Fashion-MNIST, one epoch each), deepest first.
+
+    python benchmarks/gpu_suite.py OUT_DIR [--fmnist DIR] [--budget SECONDS]
+
+Writes OUT_DIR/gpu_results.json (rewritten after every item, so a cut-short session keeps what it did).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import pcc  # noqa: E402
+from pcc.bench import bench  # noqa: E402
+
+WIDE = ["model.layers.0.dense.width=1024", "model.layers.1.dense.width=1024", "model.layers.2.dense.width=1024",
+        "name=mlp-1024"]
+
+
+def reference_ms(task: str, steps: int = 30) -> float:
+    import reference as R
+
+    init, step = R.make_task(task, "batched", "local")
+    state = init(jax.random.key(0))
+    x, y = R.make_data(R.TASKS[task], jax.random.key(1))
+    for _ in range(3):
+        state, e = step(state, x, y)
+    jax.block_until_ready(e)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        state, e = step(state, x, y)
+        jax.block_until_ready((state, e))
+        times.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--fmnist", default=None)
+    ap.add_argument("--budget", type=float, default=420)
+    args = ap.parse_args()
+    start = time.time()
+    out = Path(args.out)
+    results: dict = {"device": str(jax.devices()[0]), "jax": jax.__version__, "bench": {}, "depth": []}
+
+    def save():
+        (out / "gpu_results.json").write_text(json.dumps(results, indent=1))
+
+    for name, path, overrides in [("task_a", "benchmarks/task_a.yaml", []), ("task_b", "benchmarks/task_b.yaml", []),
+                                  ("mlp_1024", "benchmarks/task_a.yaml", WIDE)]:
+        r = bench(pcc.load_spec(path, overrides=overrides)).to_dict()
+        if name != "mlp_1024":
+            r["reference_ms"] = reference_ms(name[-1])
+            r["ratio_to_reference"] = r["step_ms"]["median"] / r["reference_ms"]
+        results["bench"][name] = r
+        print(name, json.dumps(r), flush=True)
+        save()
+
+    data = [f"data.path={args.fmnist}"] if args.fmnist else []
+    for h in (128, 64, 32, 16, 8):
+        for kind in ("mupc", "bp", "sp"):
+            if time.time() - start > args.budget:
+                results["stopped"] = f"budget of {args.budget} s reached before {kind}-h{h}"
+                save()
+                return
+            spec = pcc.load_spec(f"specs/paper/{kind}-h{h}.yaml", overrides=data + ["run.checkpoint_every_epochs=0"])
+            t = time.time()
+            try:
+                summary = pcc.train(spec, out=f"/tmp/pcc-runs/{kind}-h{h}", progress=False).to_dict()
+            except pcc.PccError as err:
+                status = "diverged" if type(err).__name__ == "DivergenceError" else "error"
+                summary = {"status": status, "error": str(err)[:500]}
+            row = {"kind": kind, "H": h, "seconds": time.time() - t,
+                   **{k: summary.get(k) for k in ("status", "final_test_accuracy", "best_test_accuracy",
+                                                  "final_train_loss", "compile_time", "wall_time", "error")}}
+            results["depth"].append(row)
+            print(json.dumps(row), flush=True)
+            save()
+
+
+if __name__ == "__main__":
+    main()
