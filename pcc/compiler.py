@@ -22,8 +22,9 @@ from pcc.nn.network import PCNetwork, abstract_network, build_network
 from pcc.parallel import make_mesh, shard_batch, state_shardings
 from pcc.param.rules import EdgeParam, parameterise
 from pcc.pc.inference import SOLVERS
-from pcc.pc.learning import ALGORITHMS, InferenceResult, Program, StepMetrics
-from pcc.pc.optim import make_optimizer, make_schedule, scale_by_tree
+from pcc.pc.learning import NUDGE_PHASES, InferenceResult, Nudging, Program, StepMetrics, train_step_of
+from pcc.pc.modes import MODES, inpaint
+from pcc.pc.optim import make_beta_schedule, make_optimizer, make_schedule, scale_by_tree
 from pcc.spec.models import Spec
 
 import optax
@@ -47,6 +48,7 @@ class EvalMetrics:
     loss: float
     accuracy: float | None
     samples: int
+    energy: float | None = None  # F after inference, in modes that infer at test time
 
 
 class Compiled:
@@ -62,13 +64,16 @@ class Compiled:
         self.program = Program(
             graphdef=graphdef, graph=graph, solver=SOLVERS[inf.solver](inf), steps=inf.steps, tol=inf.tol,
             grad_scale=1.0 if inf.step_convention == "per_sample" else 1.0 / tuned_b,
-            init=inf.init, init_std=inf.init_std, tx=self._weight_optimizer(),
+            init=inf.init, init_std=inf.init_std, tx=self._weight_optimizer(), state=inf.state,
         )
-        step = ALGORITHMS[learn.algorithm]
+        nudging = learn.nudge and Nudging(NUDGE_PHASES[learn.nudge.mode], self._beta_schedule())
+        step = train_step_of(learn.algorithm, learn.updates, inf.steps, nudging)
         self.mesh = make_mesh(spec.parallel, spec.data.batch_size)
         self._train_step = jax.jit(partial(_train_step, self.program, step), donate_argnums=0)
         self._infer = jax.jit(self._infer_impl)
-        self._predict = jax.jit(lambda params, x: self.program.net(params).forward(x)["output"])
+        self.mode = MODES[spec.model.mode]
+        self._predict = jax.jit(lambda params, x, key: self.mode.predict(self.program, params, x, key)[0])
+        self._inpaint = jax.jit(lambda params, x, mask, key: inpaint(self.program, params, x, mask, key))
 
     # ------------------------------------------------------------------------------- construction
     def _weight_optimizer(self) -> optax.GradientTransformation:
@@ -89,11 +94,22 @@ class Compiled:
         net = abstract_network(self.graph, self.table)
         _, params = nnx.split(net)
         pure = nnx.to_pure_dict(params)
-        scales = {"edges": {dst: {src: {leaf: net.edges[dst][src].lr_scale for leaf in leaves}
+        scales = {**jax.tree.map(lambda _: 1.0, pure),  # precisions and the amortiser: 1
+                  "edges": {dst: {src: {leaf: net.edges[dst][src].lr_scale for leaf in leaves}
                                   for src, leaves in srcs.items()}
                             for dst, srcs in pure["edges"].items()}}
         nnx.replace_by_pure_dict(params, scales)
         return params
+
+    def _beta_schedule(self):
+        """β of ``learning.nudge`` as a function of the train step."""
+        nudge = self.spec.learning.nudge
+        if nudge.beta_final is None:
+            return lambda t: nudge.beta
+        if not self.steps_per_epoch:
+            raise PccError("a β schedule (`learning.nudge.beta_final`) needs the number of steps per epoch: "
+                           "pass steps_per_epoch to pcc.compile()")
+        return make_beta_schedule(nudge, self.steps_per_epoch * self.spec.learning.epochs)
 
     @cached_property
     def network(self) -> PCNetwork:
@@ -127,38 +143,46 @@ class Compiled:
         return self._infer(state.params, jnp.asarray(x), jnp.asarray(y), _step_key(state))
 
     def predict(self, state: TrainState, x) -> jax.Array:
-        """The feedforward prediction (logits under a cross-entropy output)."""
-        return self._predict(state.params, jnp.asarray(x))
+        """The prediction from x alone: the feedforward output (logits under a cross-entropy output) in
+        ``mode: discriminative``, the inferred input node (the label) in ``generative``, the reconstruction
+        in ``unsupervised`` (see :mod:`pcc.pc.modes`)."""
+        return self._predict(state.params, jnp.asarray(x), _step_key(state))
+
+    def inpaint(self, state: TrainState, x, mask) -> jax.Array:
+        """x completed by inference where ``mask`` (like x; 1 = known) is 0 (generative and unsupervised
+        modes): the known entries are clamped, the rest and every free node inferred."""
+        return self._inpaint(state.params, jnp.asarray(x), jnp.asarray(mask), _step_key(state))
 
     def evaluate(self, state: TrainState, batches: Iterable[tuple[Any, Any]]) -> EvalMetrics:
-        """Mean loss (and accuracy for one-hot targets) of the feedforward prediction over ``batches``."""
-        loss_sum, correct, n, classify = 0.0, 0, 0, True
+        """Mean loss (and accuracy for one-hot targets) of the mode's prediction over ``batches``, and the
+        mean energy after inference in modes that infer (see :mod:`pcc.pc.modes`)."""
+        loss_sum, correct, energy_sum, n, classify = 0.0, 0, 0.0, 0, self.mode.accuracy
         for x, y in batches:
-            loss, hits = self._eval_batch(state.params, jnp.asarray(x), jnp.asarray(y))
+            loss, hits, energy = self._eval_batch(state.params, jnp.asarray(x), jnp.asarray(y), _step_key(state))
             loss_sum += float(loss)
             correct += int(hits)
+            energy_sum += float(energy)
             n += len(x)
             classify = classify and _is_one_hot(y)
         if n == 0:
             raise PccError("evaluate() got no batches")
-        return EvalMetrics(loss_sum / n, correct / n if classify else None, n)
+        infers = self.spec.model.mode != "discriminative"
+        return EvalMetrics(loss_sum / n, correct / n if classify else None, n, energy_sum / n if infers else None)
 
     @cached_property
     def _eval_batch(self):
-        from pcc.pc.energy import output_loss
-
         @jax.jit
-        def run(params, x, y):
-            net = self.program.net(params)
-            pred = net.forward(x)["output"]
+        def run(params, x, y, key):
+            pred, energy = self.mode.predict(self.program, params, x, key)
             hits = jnp.sum(jnp.argmax(pred, -1) == jnp.argmax(y, -1))
-            return output_loss(net, pred, y).sum(), hits
+            loss = self.mode.loss(self.program, params, x, y, pred)
+            return loss.sum(), hits, 0.0 if energy is None else energy.sum()
 
         return run
 
 
 def _train_step(program: Program, step, state: TrainState, x, y):
-    params, opt_state, metrics = step(program, state.params, state.opt_state, x, y, _step_key(state))
+    params, opt_state, metrics = step(program, state.params, state.opt_state, x, y, _step_key(state), state.step)
     return TrainState(params, opt_state, state.step + 1, state.key), metrics
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pcc.ir.lower import lower
 from pcc.param.rules import parameterise
-from pcc.spec.models import Spec
+from pcc.spec.models import ODE, Spec, update_steps
 
 
 def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]:
@@ -23,6 +23,7 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
         "name": n.name, "role": n.role, "width": n.width, "repeat": n.repeat, "activation": n.activation,
         "shape": ([n.repeat] if n.repeat > 1 else []) + ["B", n.width],
         "precision": graph.precision_of(n.name) if n.role != "input" else None,
+        "learned_precision": n.name in graph.learned_precision,
     } for n in graph.nodes]
     edges = []
     for e in graph.edges:
@@ -42,6 +43,10 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
         edges.append(row)
     steps = "0 (backprop)" if learn.algorithm == "bp" else (
         f"until ‖∇z F‖rms < {inf.tol:g}, at most {inf.steps}" if inf.tol else str(inf.steps))
+    if inf.solver == "ode" and learn.algorithm != "bp":
+        ode, (t1, dt0) = inf.ode or ODE(), inf.ode_times()
+        stop = f", until ‖dz/dt‖rms < {inf.tol:g}" if inf.tol else ""
+        steps = f"{ode.method} ({ode.controller}, dt0 {dt0:g}) to t1 = {t1:g}{stop}, at most {ode.max_steps}"
     return {
         "name": spec.name,
         "parameterisation": m.parameterisation,
@@ -50,16 +55,20 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
         "total_params": sum(e["params"] for e in edges),
         "nodes": nodes,
         "edges": edges,
+        "mode": m.mode,
+        "clamps": {name: slot for name, slot in graph.clamps},
         "inference": {
             "solver": inf.solver, "steps": steps, "step_size": inf.step_size,
-            "step_convention": inf.step_convention, "init": inf.init,
+            "step_convention": inf.step_convention, "init": inf.init, "state": inf.state,
             "per_sample_step": inf.step_size / ((inf.tuned_batch_size or spec.data.batch_size)
                                                 if inf.step_convention == "batch_mean" else 1),
         },
         "learning": {
             "algorithm": learn.algorithm, "optimizer": learn.optimizer.model_dump(exclude_none=True),
             "epochs": learn.epochs, "schedule": learn.schedule.name, "batch_size": spec.data.batch_size,
-            "output_energy": m.output_energy,
+            "output_energy": m.output_energy, "learned_precision": list(graph.learned_precision),
+            "nudge": learn.nudge.model_dump() if learn.nudge else None,
+            "updates": sorted(update_steps(learn.updates, inf.steps)) if learn.updates is not None else None,
         },
     }
 
@@ -72,10 +81,13 @@ def render(info: dict[str, Any]) -> None:
     console = Console()
     console.print(f"[bold]{info['name']}[/]: {info['parameterisation']} parameterisation, "
                   f"{info['ordering']} ordering, depth L = {info['depth']}, {info['total_params']:,} parameters")
+    clamps = ", ".join(f"{name} ← {slot}" for name, slot in info["clamps"].items())
+    console.print(f"[bold]mode[/]: {info['mode']} ({clamps}; every other node free)")
     nodes = Table("node", "role", "shape", "activation", "precision", title="nodes")
     for n in info["nodes"]:
         nodes.add_row(n["name"], n["role"], "×".join(map(str, n["shape"])), n["activation"],
-                      "" if n["precision"] is None else f"{n['precision']:g}")
+                      "" if n["precision"] is None else f"{n['precision']:g}" + (" (learned)" if n["learned_precision"]
+                                                                                 else ""))
     console.print(nodes)
     edges = Table("edge", "op", "weight shape", "params", "init", "multiplier", "rule", "lr scale", title="edges")
     for e in info["edges"]:
@@ -84,8 +96,17 @@ def render(info: dict[str, Any]) -> None:
                       "-" if e["lr_scale"] is None else f"{e['lr_scale']:.4g}")
     console.print(edges)
     inf, learn = info["inference"], info["learning"]
-    console.print(f"[bold]inference[/]: {inf['solver']}, steps {inf['steps']}, step size {inf['step_size']:g} "
-                  f"({inf['step_convention']}; per-sample step {inf['per_sample_step']:.4g}), init {inf['init']}")
+    console.print(f"[bold]inference[/]: {inf['solver']} on the {inf['state']}, steps {inf['steps']}, step size "
+                  f"{inf['step_size']:g} ({inf['step_convention']}; per-sample step {inf['per_sample_step']:.4g}), "
+                  f"init {inf['init']}")
     opt = ", ".join(f"{k}={v}" for k, v in learn["optimizer"].items())
     console.print(f"[bold]learning[/]: {learn['algorithm']}, {opt}, {learn['epochs']} epoch(s), schedule "
                   f"{learn['schedule']}, batch {learn['batch_size']}, output energy {learn['output_energy']}")
+    if learn["nudge"]:
+        nudge = learn["nudge"]
+        final = f" → {nudge['beta_final']:g} ({nudge['schedule']})" if nudge["beta_final"] else ""
+        beta = f"β {nudge['beta']:g}{final}"
+        console.print(f"[bold]nudging[/]: {nudge['mode']}, {beta}")
+    if learn["updates"] is not None:
+        console.print(f"[bold]weight steps[/] at inference steps {learn['updates']} "
+                      f"(of 0 … {info['inference']['steps']})")

@@ -2,7 +2,9 @@
 
 A predictive coding network is a DAG of *nodes* (activities) joined by *edges* (ops). A node's prediction is
 the sum of its incoming edges applied to their sources; its energy is the squared error between its activity
-and that prediction. ``input`` is clamped to the data and ``output`` to the target.
+and that prediction. ``input`` is the one root and ``output`` the one sink; ``clamps`` says which nodes are
+held at which slot of a batch ``(x, y)`` (the mode: discriminative ``input ← x, output ← y``; generative
+``input ← y, output ← x``; unsupervised ``output ← x`` with a free root). Every other node is free.
 
 A node with ``repeat = R > 1`` is a *stacked chain*: R copies of the node, copy 0 fed by the node's incoming
 edges and copy k by copy k−1 through the same ops. Its activities are one ``(R, B, N)`` array and each dense
@@ -63,6 +65,9 @@ class Graph:
     ordering: str = "w_phi"  # "w_phi": a W φ(z); "phi_w": φ(a W z)
     output_energy: str = "mse"
     precision: tuple[tuple[str, float], ...] = ()
+    learned_precision: tuple[str, ...] = ()  # nodes whose precision is a parameter (initialised at `precision`)
+    clamps: tuple[tuple[str, str], ...] = ((INPUT, "x"), (OUTPUT, "y"))  # node ← batch slot, in training
+    amortised: bool = False  # an amortiser x → every free node initialises inference (hybrid PC)
 
     @cached_property
     def by_name(self) -> dict[str, Node]:
@@ -90,8 +95,15 @@ class Graph:
 
     @property
     def free(self) -> tuple[Node, ...]:
-        """Nodes whose activities inference updates (discriminative mode: all hidden nodes)."""
-        return tuple(n for n in self.nodes if n.role == "hidden")
+        """Nodes whose activities inference updates in training: every node not clamped (all hidden nodes,
+        and the root when the mode leaves it free)."""
+        clamped = {name for name, _ in self.clamps}
+        return tuple(n for n in self.nodes if n.name not in clamped)
+
+    @property
+    def x_node(self) -> Node:
+        """The node that holds the batch's x."""
+        return self.by_name[next(name for name, slot in self.clamps if slot == "x")]
 
     @property
     def energy_nodes(self) -> tuple[Node, ...]:

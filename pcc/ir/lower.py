@@ -7,6 +7,7 @@ Every problem becomes a located :class:`~pcc.errors.SpecError`, all of them at o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from graphlib import CycleError, TopologicalSorter
 
 from pcc.errors import Issue, SpecError
@@ -15,15 +16,28 @@ from pcc.spec.models import Edge as SpecEdge
 from pcc.spec.models import Spec
 
 
+MODE_CLAMPS: dict[str, tuple[tuple[str, str], ...]] = {
+    "discriminative": ((INPUT, "x"), (OUTPUT, "y")),
+    "generative": ((INPUT, "y"), (OUTPUT, "x")),
+    "unsupervised": ((OUTPUT, "x"),),
+}
+"""Which node holds which slot of a batch (x, y) in training, per ``model.mode``; unclamped nodes are free."""
+
+
 def lower(spec: Spec, shapes: tuple[int, int] | None = None) -> Graph:
-    """Lower ``spec`` to the graph IR. ``shapes`` is (input dim D, target dim C); read from the dataset if None."""
+    """Lower ``spec`` to the graph IR. ``shapes`` is (x dim D, y dim C); read from the dataset if None.
+
+    The input (root) and output (sink) widths are those of the slots the mode clamps them to; a free root
+    (``mode: unsupervised``) has ``model.latent_width`` units."""
     if shapes is None:
         from pcc.data import peek_shapes
 
         shapes = peek_shapes(spec.data)
-    d_in, d_out = shapes
     issues: list[Issue] = []
     model = spec.model
+    clamps = MODE_CLAMPS[model.mode]
+    slot_width = dict(zip(("x", "y"), shapes))
+    d_in, d_out = (slot_width[dict(clamps)[n]] if n in dict(clamps) else model.latent_width for n in (INPUT, OUTPUT))
     if model.layers is not None:
         nodes, edges = _lower_chain(spec, d_in, d_out, issues)
     else:
@@ -34,10 +48,25 @@ def lower(spec: Spec, shapes: tuple[int, int] | None = None) -> Graph:
     for name in model.precision:
         if name not in {n.name for n in nodes} or name == INPUT:
             issues.append(Issue(("model", "precision", name), f"no node named '{name}' carries an energy"))
+    learned = _learned_precision(model, [n.name for n in nodes if n.name != INPUT], issues)
     if issues:
         raise SpecError(_locate(spec, issues))
     assert graph is not None
-    return graph
+    return replace(graph, learned_precision=learned, clamps=clamps, amortised=spec.inference.init == "amortised")
+
+
+def _learned_precision(model, energy_nodes: list[str], issues: list[Issue]) -> tuple[str, ...]:
+    """The nodes of ``model.learn_precision`` (``true``: every node with a Gaussian energy)."""
+    gaussian = [n for n in energy_nodes if not (n == OUTPUT and model.output_energy == "cross_entropy")]
+    if model.learn_precision is True:
+        return tuple(gaussian)
+    for i, name in enumerate(model.learn_precision or ()):
+        if name not in gaussian:
+            why = ("a cross-entropy output has no Gaussian normaliser" if name == OUTPUT and name in energy_nodes
+                   else f"no node named '{name}' carries an energy")
+            issues.append(Issue(("model", "learn_precision", i), f"{why}; nodes with a learnable precision: "
+                                                                  f"{', '.join(gaussian)}"))
+    return tuple(dict.fromkeys(model.learn_precision or ()))
 
 
 def _locate(spec: Spec, issues: list[Issue]) -> list[Issue]:
@@ -66,7 +95,8 @@ def _lower_chain(spec: Spec, d_in: int, d_out: int, issues: list[Issue]):
             return nodes, edges
         if is_out and width != d_out:
             issues.append(Issue(path + (kind, "width"),
-                                f"the last layer is the output and must have the target's width {d_out}, not {width}"))
+                                f"the last layer is the output and must have the width of the data it holds, "
+                                f"{d_out}, not {width}"))
         hidden_act = op.activation or model.activation
         bias = model.bias if op.bias is None else op.bias
         ops = ("dense", "identity") if kind == "residual" else ("dense",)
@@ -112,7 +142,8 @@ def _lower_graph(spec: Spec, d_in: int, d_out: int, issues: list[Issue]):
             issues.append(Issue(path, f"node '{name}' needs a `width`"))
             continue
         if is_out and width != d_out:
-            issues.append(Issue(path + ("width",), f"'output' must have the target's width {d_out}, not {width}"))
+            issues.append(Issue(path + ("width",),
+                                f"'output' must have the width of the data it holds, {d_out}, not {width}"))
         act = gnode.activation or ("identity" if is_out else model.activation)
         nodes[name] = Node(name, width, act, "output" if is_out else "hidden", 1, path)
         for j, item in enumerate(gnode.inputs):

@@ -8,6 +8,7 @@ feedforward pass, scanning over stacked nodes.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Callable
 
@@ -107,6 +108,23 @@ class PCNetwork(nnx.Module):
             if modules:
                 edges[node.name] = nnx.Dict(modules)
         self.edges = nnx.Dict(edges)
+        if graph.learned_precision:  # log λ per node (per copy of a stacked node), from its fixed precision
+            self.log_precision = nnx.Dict({
+                n: nnx.Param(jnp.full((graph.node(n).repeat,) if graph.node(n).repeat > 1 else (),
+                                      math.log(graph.precision_of(n)), dtype))
+                for n in graph.learned_precision})
+        if graph.amortised:  # hybrid PC: â_n(x) = x A_n + b_n for every node but the one holding x
+            src = graph.x_node
+            init = EdgeParam("uniform", 1 / math.sqrt(src.width), 1.0)
+            self.amortiser = nnx.Dict({
+                n.name: Dense(src.width, n.width, init, bias=True, stack=n.repeat if n.repeat > 1 else None,
+                              rngs=rngs, dtype=dtype)
+                for n in graph.nodes if n.name != src.name})
+
+    def amortise(self, x: jax.Array) -> Values:
+        """The amortiser's guess â_n(x) of every node but the one holding x (``(R, B, N)`` when stacked)."""
+        stacked = lambda n: jnp.broadcast_to(x, (self.graph.node(n).repeat,) + x.shape)
+        return {n: m(stacked(n) if self.graph.node(n).repeat > 1 else x) for n, m in self.amortiser.items()}
 
     # ------------------------------------------------------------------ one node from its sources
     def _phi(self, name: str) -> Callable:
@@ -164,17 +182,23 @@ class PCNetwork(nnx.Module):
         return self._combine(node, dense, skip)
 
     # ------------------------------------------------------------------ the feedforward pass
-    def forward(self, x: jax.Array) -> Values:
-        """Values of every node by a feedforward pass from ``x`` (stacked nodes scan over their copies)."""
+    def forward(self, x: jax.Array, offsets: Values | None = None) -> Values:
+        """Values of every node by a feedforward pass from ``x`` (stacked nodes scan over their copies).
+
+        With ``offsets`` a node's value is its prediction plus its offset, z_n = μ_n + ε_n, copy by copy
+        (the activities of ePC's error state)."""
         values: Values = {INPUT: x}
+        offsets = offsets or {}
         for node in self.graph.nodes[1:]:
+            offset = offsets.get(node.name)
             if node.repeat == 1:
-                values[node.name] = self.predict(node.name, values)
+                mu = self.predict(node.name, values)
+                values[node.name] = mu if offset is None else mu + offset
             else:
-                values[node.name] = self._forward_stack(node, values)
+                values[node.name] = self._forward_stack(node, values, offset)
         return values
 
-    def _forward_stack(self, node: Node, values: Values) -> jax.Array:
+    def _forward_stack(self, node: Node, values: Values, offset: jax.Array | None = None) -> jax.Array:
         (edge,) = [e for e in self.graph.incoming(node.name) if e.op == "dense"]  # stacks are single-source
         module = self.edges[node.name][edge.src]
         skip = any(e.op == "identity" for e in self.graph.incoming(node.name))
@@ -188,13 +212,15 @@ class PCNetwork(nnx.Module):
             return self._combine(node, dense, z_prev if skip else None)
 
         first = cell(self.last(edge.src, values), self._phi(edge.src), kernel[0], None if bias is None else bias[0])
+        first = first if offset is None else first + offset[0]
         phi = self._phi(node.name)
 
-        def step(z, kb):
-            z = cell(z, phi, *kb)
+        def step(z, kbo):
+            z = cell(z, phi, *kbo[:2])
+            z = z if kbo[2] is None else z + kbo[2]
             return z, z
 
-        rest = (kernel[1:], None if bias is None else bias[1:])
+        rest = (kernel[1:], None if bias is None else bias[1:], None if offset is None else offset[1:])
         _, zs = jax.lax.scan(step, first, rest)
         return jnp.concatenate([first[None], zs], axis=0)
 

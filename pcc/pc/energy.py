@@ -5,16 +5,18 @@ For a sample i with node values z_n (input and output clamped in discriminative 
 
     F_i = Σ_n λ_n · E_n(z_n, μ_n),   E_n = ½‖z_n − μ_n‖²   (−Σ y log softmax(μ) at a cross-entropy output)
 
-summed over the copies of a stacked node. It is defined per sample: inference descends Σ_i F_i (so each
-sample's activities follow their own gradient, whatever the batch size) and learning descends the batch
-mean.
+summed over the copies of a stacked node. A node with a learned precision (``model.learn_precision``) adds
+the Gaussian's normaliser: λ_n E_n − ½ d_n log λ_n, with log λ_n a parameter. It is defined per sample:
+inference descends Σ_i F_i (so each sample's activities follow their own gradient, whatever the batch size)
+and learning descends the batch mean.
 
 Loops carry the prediction errors e_n = z_n − μ_n (μ_n = z_n − e_n whenever needed). F is a sum of local
-terms of the errors, so every gradient is the chain rule through the error map e(z, θ):
+terms of its *local variables* ℓ — the errors (and the log precisions, and the values of nudged nodes) — so
+every gradient is the chain rule through the map ℓ(z, θ):
 
-    ∂F/∂z = (∂e/∂z)ᵀ ∂F/∂e,      ∂F/∂θ = (∂e/∂θ)ᵀ ∂F/∂e,
+    ∂F/∂z = (∂ℓ/∂z)ᵀ ∂F/∂ℓ,      ∂F/∂θ = (∂ℓ/∂θ)ᵀ ∂F/∂ℓ,
 
-where ∂F/∂e is elementwise autodiff of the energy alone and the Jacobian products are one vjp of the
+where ∂F/∂ℓ is elementwise autodiff of the energy alone and the Jacobian products are one vjp of the
 prediction ops (whose forward values are already carried, so XLA prunes them). An inference step therefore
 costs one back-projection pass and one prediction pass.
 """
@@ -35,14 +37,23 @@ Errors = dict[str, jax.Array]
 """Energy node name → e = z − μ."""
 
 
-def node_energy(graph: Graph, node: Node, z: jax.Array, err: jax.Array) -> jax.Array:
+LogPrecisions = dict[str, jax.Array]
+"""Node name → log λ_n of the nodes with a learned precision: shape ``()``, or ``(R,)`` for a stacked node."""
+
+
+def node_energy(graph: Graph, node: Node, z: jax.Array, err: jax.Array,
+                log_precision: jax.Array | None = None) -> jax.Array:
     """λ_n E_n per sample from the value z_n and the error e_n = z_n − μ_n: shape ``(B,)``, or ``(R, B)``
-    for a stacked node. ``½‖e‖²``, or at a cross-entropy output ``−Σ z log softmax(μ)`` with μ = z − e."""
+    for a stacked node. ``½‖e‖²``, or at a cross-entropy output ``−Σ z log softmax(μ)`` with μ = z − e.
+    With a learned ``log_precision``: λ_n ½‖e‖² − ½ d_n log λ_n."""
     if node.name == OUTPUT and graph.output_energy == "cross_entropy":
         e = -jnp.sum(z * jax.nn.log_softmax(z - err, axis=-1), axis=-1)
     else:
         e = 0.5 * jnp.sum(jnp.square(err), axis=-1)
-    return graph.precision_of(node.name) * e
+    if log_precision is None:
+        return graph.precision_of(node.name) * e
+    log_lam = log_precision[:, None] if node.repeat > 1 else log_precision
+    return jnp.exp(log_lam) * e - 0.5 * node.width * log_lam
 
 
 def predictions(net: PCNetwork, values: Values) -> Predictions:
@@ -55,18 +66,19 @@ def errors(net: PCNetwork, values: Values) -> Errors:
     return {n.name: net.error(n.name, values) for n in net.graph.energy_nodes}
 
 
-def layer_energies(graph: Graph, values: Values, err: Errors) -> jax.Array:
+def layer_energies(graph: Graph, values: Values, err: Errors, logp: LogPrecisions | None = None) -> jax.Array:
     """Per weight layer and sample, shape ``(L, B)``, in the order of ``graph.layer_labels``."""
     rows = []
+    logp = logp or {}
     for node in graph.energy_nodes:
-        e = node_energy(graph, node, values[node.name], err[node.name])
+        e = node_energy(graph, node, values[node.name], err[node.name], logp.get(node.name))
         rows.append(e if node.repeat > 1 else e[None])
     return jnp.concatenate(rows, axis=0)
 
 
-def total(graph: Graph, values: Values, err: Errors) -> jax.Array:
+def total(graph: Graph, values: Values, err: Errors, logp: LogPrecisions | None = None) -> jax.Array:
     """F_i per sample, shape ``(B,)``."""
-    return layer_energies(graph, values, err).sum(axis=0)
+    return layer_energies(graph, values, err, logp).sum(axis=0)
 
 
 def energy(net: PCNetwork, values: Values) -> jax.Array:
@@ -79,13 +91,14 @@ def output_loss(net: PCNetwork, prediction: jax.Array, y: jax.Array) -> jax.Arra
     return node_energy(net.graph, net.graph.output, y, y - prediction)
 
 
-def local_grads(error_map: Callable, wrt, values: Values, err: Errors, graph: Graph):
-    """(∂e/∂wrt)ᵀ ∂F/∂e: the gradient of Σ_i F_i w.r.t. ``wrt`` (activities, weights, or both).
+def local_grads(local_map: Callable, wrt, local, energy: Callable[..., jax.Array]):
+    """(∂ℓ/∂wrt)ᵀ ∂F/∂ℓ: the gradient of Σ_i F_i w.r.t. ``wrt`` (activities, weights, or both).
 
-    ``error_map(wrt) -> Errors`` is the error map as a function of what we differentiate; ``err`` its
-    current value (carried by the loop; the map's forward values are not recomputed).
+    ``local_map(wrt) -> ℓ`` gives the energy's local variables (the errors, ...) as a function of what we
+    differentiate, ``local`` their current value (carried by the loop; the map's forward values are not
+    recomputed) and ``energy(ℓ)`` is F_i per sample.
     """
-    dfde = jax.grad(lambda e: total(graph, values, e).sum())(err)
-    _, vjp = jax.vjp(error_map, wrt)
-    (grad,) = vjp(dfde)
+    dfdl = jax.grad(lambda l: energy(l).sum())(local)
+    _, vjp = jax.vjp(local_map, wrt)
+    (grad,) = vjp(dfdl)
     return grad

@@ -1,8 +1,11 @@
 """Inference: activity initialisers, solvers on the activities, and the loop that runs them.
 
-A solver is a pair ``init(z) -> state`` and ``update(g, state, z) -> (z, state)`` (optax's shape). The loop
-runs ``T`` steps in a ``lax.scan``, or, when a tolerance is given, a ``lax.while_loop`` until every sample's
-‖∇_z F_i‖_rms < tol (at most ``T`` steps) and reports the steps taken.
+Every solver relaxes a :class:`Relaxation` (the gradient flow ds/dt = −g(s) of the energy over the inference
+state s) with ``relax(problem, s, aux, steps=, tol=) -> (s, aux, steps taken)``. A discrete solver
+(:class:`StepSolver`) is a pair ``init(z) -> state`` and ``update(g, state, z) -> (z, state)`` (optax's
+shape) run by :func:`settle`: ``T`` steps in a ``lax.scan``, or, when a tolerance is given, a
+``lax.while_loop`` until every sample's ‖∇_z F_i‖_rms < tol (at most ``T`` steps). ``solver: ode``
+integrates the flow with diffrax (:mod:`pcc.pc.ode`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,39 @@ Activities = dict[str, jax.Array]
 
 # ------------------------------------------------------------------------------------------ solvers
 @dataclass(frozen=True)
-class GradientDescent:
+class Relaxation:
+    """The gradient flow ds/dt = −g(s) that inference follows, over a state pytree s.
+
+    ``aux(s)`` is what the gradient reuses (the prediction errors: a discrete loop carries them, so a step
+    costs one back-projection and one prediction pass); ``grad(s, aux)`` is g, including the step-size
+    convention's scale c; ``rms(t)`` the per-sample rms ‖t_i‖_rms of a state-shaped tree, shape (B,).
+    """
+
+    grad: Callable[[Any, Any], Any]
+    aux: Callable[[Any], Any]
+    rms: Callable[[Any], jax.Array]
+    scale: float = 1.0
+
+    def residual(self, g: Any) -> jax.Array:
+        """‖∇F_i‖_rms per sample (the convention's scale undone)."""
+        return self.rms(g) / self.scale
+
+
+class StepSolver:
+    """A discrete solver: ``init``/``update`` steps run by :func:`settle`."""
+
+    def relax(self, problem: Relaxation, s: Any, aux: Any, *, steps: int, tol: float | None):
+        def advance(c, g):
+            z, state = self.update(g, c[1], c[0])
+            return z, state, problem.aux(z)
+
+        (s, _, aux), taken = settle(lambda c: problem.grad(c[0], c[2]), advance, (s, self.init(s), aux),
+                                    steps=steps, tol=tol, residual=problem.residual)
+        return s, aux, taken
+
+
+@dataclass(frozen=True)
+class GradientDescent(StepSolver):
     """z ← z − η g."""
 
     step_size: float
@@ -35,7 +70,7 @@ class GradientDescent:
 
 
 @dataclass(frozen=True)
-class OptaxSolver:
+class OptaxSolver(StepSolver):
     """Any optax optimiser on the activities."""
 
     tx: optax.GradientTransformation
@@ -54,9 +89,16 @@ def _optax_solver(cfg: Inference) -> OptaxSolver:
     return OptaxSolver(make_optimizer(opt, lr))
 
 
+def _ode_solver(cfg: Inference):
+    from pcc.pc.ode import ODESolver  # diffrax is imported only when a spec integrates
+
+    return ODESolver.from_spec(cfg)
+
+
 SOLVERS: dict[str, Callable[[Inference], Any]] = {
     "gd": lambda cfg: GradientDescent(cfg.step_size),
     "optax": _optax_solver,
+    "ode": _ode_solver,
 }
 
 

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import jax
 import optax
 
-from pcc.spec.models import OPTIMIZER_FIELDS, OptimizerSpec, Schedule
+from pcc.spec.models import OPTIMIZER_FIELDS, Nudge, OptimizerSpec, Schedule
 
 _OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "sgd": optax.sgd,
@@ -49,3 +49,14 @@ def scale_by_tree(scales: Any) -> optax.GradientTransformation:
         return jax.tree.map(lambda u, s: u * s, updates, scales), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def make_beta_schedule(nudge: Nudge, total_steps: int):
+    """β_t from ``nudge.beta`` at step 0 to ``nudge.beta_final`` at the last of ``total_steps``:
+    linear, cosine (β_f + (β_0 − β_f)·½(1 + cos πt/T)) or exponential (β_0 (β_f/β_0)^{t/T})."""
+    b0, b1, steps = nudge.beta, nudge.beta_final, max(total_steps - 1, 1)
+    return {
+        "linear": lambda: optax.linear_schedule(b0, b1, steps),
+        "cosine": lambda: optax.cosine_decay_schedule(b0, steps, alpha=b1 / b0),
+        "exponential": lambda: optax.exponential_decay(b0, steps, b1 / b0, end_value=b1),
+    }[nudge.schedule]()

@@ -42,6 +42,8 @@ def train_row(metrics: Any, labels: Sequence[str], *, step: int, epoch: float, w
 def eval_row(result: Any, *, step: int, epoch: float, wall: float) -> Row:
     """An eval row from an :class:`~pcc.compiler.EvalMetrics`."""
     row = {"kind": "eval", "step": step, "epoch": epoch, "wall": wall, "loss": float(result.loss)}
+    if getattr(result, "energy", None) is not None:  # modes that infer at test time: F after inference
+        row["energy_final"] = float(result.energy)
     return row if result.accuracy is None else {**row, "accuracy": float(result.accuracy)}
 
 

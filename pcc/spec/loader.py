@@ -470,6 +470,7 @@ class _Error:
                 tp = get_args(stripped)[-1]
             else:
                 tp = None
+        path += tuple(getattr((error.get("ctx") or {}).get("error"), "path", ()))  # a FieldError names its field
         out = cls(error["type"], path, parent, error.get("input"), error.get("ctx") or {}, error["msg"])
         if union:
             out.union, out.member, out.deep = union

@@ -7,7 +7,8 @@ forbids unknown keys, and layer kinds are a discriminated union keyed by the lay
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+import math
+from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 
@@ -15,6 +16,15 @@ Activation = Literal["identity", "relu", "tanh", "gelu", "sigmoid", "silu", "lea
 """Pointwise nonlinearities a node can apply."""
 
 DATASETS = ("digits", "mnist_5k", "fashion_mnist", "mnist1d", "synthetic", "npz", "idx")
+
+
+class FieldError(ValueError):
+    """A cross-field error raised by a model validator that names the field it is about (a path relative to
+    that model), so the loader points at the field rather than at the model."""
+
+    def __init__(self, message: str, *path: str | int):
+        super().__init__(message)
+        self.path = path
 
 
 class Strict(BaseModel):
@@ -188,6 +198,19 @@ class Model(Strict):
     """Energy of the output node: ``½‖y − μ‖²`` or the cross-entropy of softmax(μ) against y."""
     precision: dict[str, float] = Field(default_factory=dict)
     """Fixed precision λ per node name (default 1): that node's energy is multiplied by λ."""
+    learn_precision: bool | list[str] = False
+    """Learn the precision λ_n of these nodes (``true``: every node with a Gaussian energy) with the weights.
+    Node n's energy becomes ½ λ_n ‖e_n‖² − ½ d_n log λ_n per sample (d_n its width; the Gaussian's
+    normaliser, without which λ → 0), minimised at λ_n = d_n / mean_i ‖e_{n,i}‖². λ_n is stored as log λ_n,
+    starts at its ``precision`` (default 1), and each copy of a stacked node has its own."""
+    mode: Literal["discriminative", "generative", "unsupervised"] = "discriminative"
+    """Which nodes hold a batch (x, y). ``discriminative``: input ← x, output ← y; predict by a feedforward
+    pass. ``generative``: input ← y (the label as the prior), output ← x (the observation); predict y by
+    inferring the input node with x clamped. ``unsupervised``: output ← x and the input node is a free latent
+    of ``latent_width`` units; evaluation reports the reconstruction error ½‖x − f(z₀*)‖² of the image generated
+    from the inferred latent, and the energy after inference."""
+    latent_width: int | None = Field(None, gt=0)
+    """Width of the free input node (the latent) of ``mode: unsupervised``."""
     layers: list[Layer] | None = None
     """The chain shorthand: input → layers → output. The last layer is the output node."""
     graph: dict[str, GraphNode] | None = None
@@ -202,6 +225,13 @@ class Model(Strict):
         for name, value in self.precision.items():
             if value <= 0:
                 raise ValueError(f"precision of '{name}' must be > 0, got {value}")
+        if (self.latent_width is None) == (self.mode == "unsupervised"):
+            raise FieldError("`latent_width` (the free input node's width) is needed by `mode: unsupervised` "
+                             "and read by no other mode", "latent_width" if self.latent_width else "mode")
+        if self.output_energy == "cross_entropy" and self.mode != "discriminative":
+            raise FieldError(f"`output_energy: cross_entropy` needs a label at the output (`mode: discriminative`);"
+                             f" in `mode: {self.mode}` the output is the observation: use `output_energy: mse`",
+                             "output_energy")
         return self
 
 
@@ -251,11 +281,39 @@ class OptimizerSpec(Strict):
         return self
 
 
+ODE_METHODS = ("euler", "heun", "midpoint", "ralston", "bosh3", "tsit5", "dopri5")
+"""diffrax Runge–Kutta methods ``solver: ode`` can use (all but euler carry an embedded error estimate)."""
+
+
+class ODE(Strict):
+    """Gradient-flow inference ``dz/dt = −∇_z F`` (per sample, times the step convention's scale), integrated
+    from t = 0 to ``t1`` by a diffrax Runge–Kutta method. ``euler`` with ``controller: constant`` and
+    ``dt0 = step_size`` is exactly ``solver: gd``. With ``inference.tol`` the solve stops at a steady state:
+    once every sample's ‖dz/dt‖_rms < tol (the vector field, not the state)."""
+
+    method: Literal["euler", "heun", "midpoint", "ralston", "bosh3", "tsit5", "dopri5"] = "heun"
+    """Runge–Kutta method (order 1, 2, 2, 2, 3, 5, 5)."""
+    controller: Literal["constant", "pid"] = "pid"
+    """``constant``: steps of ``dt0``; ``pid``: adaptive steps from the embedded error estimate (not euler),
+    with the error measured per sample (the worst sample's rms must meet ``rtol``/``atol``)."""
+    t1: float | None = Field(None, gt=0)
+    """End time (default ``inference.steps × inference.step_size``: the time of T gradient-descent steps)."""
+    dt0: float | None = Field(None, gt=0)
+    """(Initial) step size (default ``inference.step_size``)."""
+    rtol: float = Field(1e-3, gt=0)
+    """Relative tolerance of the pid controller."""
+    atol: float = Field(1e-3, gt=0)
+    """Absolute tolerance of the pid controller."""
+    max_steps: int = Field(4096, gt=0)
+    """Most solver steps; the solve returns the state it reached when they run out."""
+
+
 class Inference(Strict):
     """How activities settle: the solver, its steps, and the step size's convention."""
 
-    solver: Literal["gd", "optax"] = "gd"
-    """``gd``: z ← z − η ∇_z F; ``optax``: any optax optimiser on the activities (see ``optimizer``)."""
+    solver: Literal["gd", "optax", "ode"] = "gd"
+    """``gd``: z ← z − η ∇_z F; ``optax``: any optax optimiser on the activities (see ``optimizer``);
+    ``ode``: integrate the gradient flow with diffrax (see ``ode``)."""
     steps: int = Field(20, ge=0)
     """Inference steps T (the maximum when ``tol`` is set)."""
     step_size: float = Field(0.1, gt=0)
@@ -265,20 +323,52 @@ class Inference(Strict):
     the batch-mean energy (JPC), so each sample moves by η/B with B = ``tuned_batch_size``."""
     tuned_batch_size: int | None = Field(None, gt=0)
     """B of the ``batch_mean`` convention (default: ``data.batch_size``)."""
-    init: Literal["forward", "zeros", "normal"] = "forward"
-    """Activity initialisation: a feedforward pass, zeros, or N(0, init_std²)."""
+    init: Literal["forward", "zeros", "normal", "amortised"] = "forward"
+    """Activity initialisation: a feedforward pass, zeros, N(0, init_std²), or ``amortised`` (hybrid PC): an
+    amortiser â_n(x) = x A_n + b_n per free node reads the batch's x and guesses its activity in one pass; it
+    is trained with the weights to predict the equilibrated activities z* (loss mean_i Σ_n ½‖z*_n − â_n‖²)."""
     init_std: float = Field(0.05, gt=0)
     """σ of the ``normal`` initialisation."""
     tol: float | None = Field(None, gt=0)
     """Stop when ‖∇_z F‖_rms < tol (a while loop of at most ``steps``); fixed T steps when unset."""
     optimizer: OptimizerSpec | None = None
     """Optimiser on the activities for ``solver: optax`` (default sgd with lr = step_size)."""
+    state: Literal["activities", "errors"] = "activities"
+    """What inference updates: the free ``activities`` z (PC), or their prediction ``errors`` ε (ePC):
+    z_n = μ_n(z) + ε_n by a forward pass, so F(ε) = Σ_n ½ λ_n ‖ε_n‖² + the clamped nodes' energies. The same
+    energy and equilibria in other coordinates: the output error stays penalised, and a gradient step moves
+    error information through the whole network at once (the activity gradient is backprop through the
+    forward pass). The weight gradient is PC's, at the activities the errors give; ``tol`` tests ‖∇_ε F‖_rms."""
+    ode: ODE | None = None
+    """Integrator of ``solver: ode`` (default: heun with a pid controller)."""
 
     @model_validator(mode="after")
-    def _optimizer_only_for_optax(self) -> "Inference":
+    def _solver_options(self) -> "Inference":
         if self.optimizer is not None and self.solver != "optax":
             raise ValueError("`inference.optimizer` is only read by `solver: optax`")
+        if self.ode is not None and self.solver != "ode":
+            raise FieldError("`inference.ode` is only read by `solver: ode`", "ode")
+        if self.solver != "ode":
+            return self
+        ode = self.ode or ODE()
+        for mine, theirs in (("steps", "t1"), ("step_size", "dt0")):
+            if mine in self.model_fields_set and theirs in ode.model_fields_set:
+                raise FieldError(f"with `solver: ode`, `inference.{mine}` only sets the default of `ode.{theirs}`; "
+                                 "give one of them", mine)
+        if ode.method == "euler" and ode.controller == "pid":
+            raise FieldError("ode method 'euler' has no error estimate for `controller: pid`; use "
+                             "`controller: constant` or one of: " + ", ".join(ODE_METHODS[1:]), "ode", "method")
+        t1, dt0 = self.ode_times()
+        if ode.controller == "constant" and math.ceil(t1 / dt0 - 1e-9) > ode.max_steps:
+            raise FieldError(f"ode t1 / dt0 = {t1:g} / {dt0:g} needs {math.ceil(t1 / dt0 - 1e-9)} constant steps, "
+                             f"more than ode.max_steps = {ode.max_steps}", "ode")
         return self
+
+    def ode_times(self) -> tuple[float, float]:
+        """(t1, dt0) of ``solver: ode`` with their defaults resolved."""
+        ode = self.ode or ODE()
+        return (ode.t1 if ode.t1 is not None else self.steps * self.step_size,
+                ode.dt0 if ode.dt0 is not None else self.step_size)
 
 
 # ----------------------------------------------------------------------------------------- learning
@@ -297,6 +387,54 @@ class Schedule(Strict):
     """Final lr as a fraction of the peak (cosine family)."""
 
 
+class Nudge(Strict):
+    """Equilibrium propagation on the PC energy. The output is freed and nudged towards its target by a soft
+    clamp, F_β = F + β·½‖y − z_out‖²; the free phase (β = 0) of a network with a clamped root is its
+    feedforward pass, where every error and so ∇_θ F_0 is 0. The weight gradient is the finite difference
+
+        positive:  ∇_θ F_β / β,     negative:  −∇_θ F_{−β} / β,     centred:  (∇_θ F_β − ∇_θ F_{−β}) / (2β),
+
+    each phase inferred from the feedforward values; as β → 0 all three tend to the backprop gradient of the
+    mse loss (centred with error O(β²), the others O(β))."""
+
+    mode: Literal["positive", "negative", "centred"] = "centred"
+    """Which nudged phases estimate the gradient."""
+    beta: float = Field(0.1, gt=0)
+    """β at the first train step. Negative phases need β < the output precision (else F_{−β} is unbounded)."""
+    beta_final: float | None = Field(None, gt=0)
+    """β at the last train step (default: ``beta`` throughout)."""
+    schedule: Literal["linear", "cosine", "exponential"] = "linear"
+    """How β moves from ``beta`` to ``beta_final`` over the run's train steps."""
+
+    @model_validator(mode="after")
+    def _schedule_needs_final(self) -> "Nudge":
+        if "schedule" in self.model_fields_set and self.beta_final is None:
+            raise FieldError("`nudge.schedule` moves β to `beta_final`; give `beta_final` too", "schedule")
+        return self
+
+
+class WarmUp(Strict):
+    """Weight steps at every inference step from step ``warmup`` on: the activities settle alone first."""
+
+    warmup: int = Field(ge=0)
+    """Inference steps before the first weight step."""
+
+
+Updates = Union[Literal["last", "every"], list[Annotated[int, Field(ge=0)]], WarmUp]
+
+
+def update_steps(updates: Updates, steps: int) -> frozenset[int]:
+    """The indices t ∈ {0 … T} of an update schedule: at t < T the weights step together with activity step t
+    (from the same state, as ipc does); t = T is a weight step at the final activities (as pc does)."""
+    if updates == "last":
+        return frozenset({steps})
+    if updates == "every":
+        return frozenset(range(steps))
+    if isinstance(updates, WarmUp):
+        return frozenset(range(updates.warmup, steps))
+    return frozenset(updates)
+
+
 class Learning(Strict):
     """How weights learn: the algorithm, the optimiser and the length of training."""
 
@@ -311,6 +449,13 @@ class Learning(Strict):
     """Passes over the training set."""
     schedule: Schedule = Field(default_factory=Schedule)
     """Learning-rate schedule."""
+    nudge: Nudge | None = None
+    """Learn by nudging (equilibrium propagation) instead of clamping the output (``algorithm: pc``)."""
+    updates: Updates | None = None
+    """When the weights step within a batch's T inference steps (``algorithm: pc``): ``last`` (once, at the
+    final activities: pc), ``every`` (with every activity step: ipc), a list of step indices in 0 … T (t < T:
+    with activity step t; T: at the end), or ``{warmup: k}`` (with every step from k on). pc and ipc are the
+    schedules ``last`` and ``every``; anything else is a hybrid."""
 
 
 class Eval(Strict):
@@ -385,8 +530,9 @@ class Spec(Strict):
 
     @model_validator(mode="after")
     def _cross_section(self) -> "Spec":
-        if self.learning.lr_scaling and self.model.parameterisation != "mupc":
-            raise ValueError("`learning.lr_scaling` is defined for `model.parameterisation: mupc` only")
+        for unsupported, path, message in UNSUPPORTED:
+            if unsupported(self):
+                raise FieldError(message, *path)
         return self
 
     @field_validator("version", mode="before")
@@ -395,3 +541,122 @@ class Spec(Strict):
         if v != 1:
             raise ValueError(f"unsupported spec version {v!r}; this pcc reads version 1")
         return v
+
+
+UNSUPPORTED: list[tuple[Callable[[Spec], bool], tuple[str, ...], str]] = []
+"""Combinations the schema allows that pcc does not support: (the test, the field it points at, the message
+saying what is supported). :meth:`Spec._cross_section` rejects each at validation time."""
+
+
+def unsupported(*path: str, says: str):
+    """Register a test of :data:`UNSUPPORTED` that points at ``path`` and ``says`` what is supported."""
+
+    def register(test: Callable[[Spec], bool]) -> Callable[[Spec], bool]:
+        UNSUPPORTED.append((test, path, says))
+        return test
+
+    return register
+
+
+def _hybrid(s: Spec) -> bool:
+    return s.learning.updates not in (None, "last", "every")
+
+
+@unsupported("learning", "lr_scaling", says="`learning.lr_scaling` is defined for `model.parameterisation: mupc` only")
+def _lr_scaling(s: Spec) -> bool:
+    return s.learning.lr_scaling and s.model.parameterisation != "mupc"
+
+
+@unsupported("learning", "algorithm", says=(
+    "`algorithm: ipc` takes a weight step at every discrete inference step, so it needs `inference.solver: gd` or "
+    "`optax`; `solver: ode` supports `algorithm: pc` and `bp`"))
+def _ipc_ode(s: Spec) -> bool:
+    return s.learning.algorithm == "ipc" and s.inference.solver == "ode"
+
+
+@unsupported("inference", "state", says=(
+    "`inference.state: errors` (ePC) supports `algorithm: pc` and `bp`; `ipc` updates `state: activities`"))
+def _ipc_epc(s: Spec) -> bool:
+    return s.learning.algorithm == "ipc" and s.inference.state == "errors"
+
+
+@unsupported("model", "learn_precision", says=(
+    "learnable precisions are trained through the PC energy: `learn_precision` supports `algorithm: pc` and "
+    "`ipc`, not `bp`"))
+def _bp_precision(s: Spec) -> bool:
+    return s.learning.algorithm == "bp" and bool(s.model.learn_precision)
+
+
+@unsupported("learning", "algorithm", says=(
+    "`algorithm: bp` needs a clamped input to run forward from; `mode: unsupervised` supports `pc` and `ipc`"))
+def _bp_unsupervised(s: Spec) -> bool:
+    return s.learning.algorithm == "bp" and s.model.mode == "unsupervised"
+
+
+@unsupported("learning", "updates", says=(
+    "`learning.updates` is the weight-update schedule of `algorithm: pc` (ipc is `updates: every`; bp has no "
+    "inference steps)"))
+def _updates_not_pc(s: Spec) -> bool:
+    return s.learning.updates is not None and s.learning.algorithm != "pc"
+
+
+@unsupported("learning", "updates", says=(
+    "update steps index the inference steps 0 … `inference.steps` (T: a weight step at the final activities)"))
+def _updates_out_of_range(s: Spec) -> bool:
+    steps = update_steps(s.learning.updates, s.inference.steps) if _hybrid(s) else frozenset()
+    return any(i > s.inference.steps for i in steps | {getattr(s.learning.updates, "warmup", 0)})
+
+
+@unsupported("learning", "updates", says=(
+    "weight steps inside inference need discrete steps on the activities: `updates` other than `last` supports "
+    "`inference.solver: gd` or `optax`, `inference.state: activities` and no `nudge`"))
+def _updates_not_discrete(s: Spec) -> bool:
+    return s.learning.updates not in (None, "last") and (
+        s.inference.solver == "ode" or s.inference.state == "errors" or s.learning.nudge is not None)
+
+
+@unsupported("inference", "tol", says=(
+    "a hybrid update schedule indexes a fixed number of inference steps: `inference.tol` supports `updates: last` "
+    "and `every`"))
+def _updates_tol(s: Spec) -> bool:
+    return _hybrid(s) and s.inference.tol is not None
+
+
+@unsupported("inference", "init", says=(
+    "the amortiser learns from the equilibrated activities of a settled inference: `init: amortised` supports "
+    "`algorithm: pc` with no `nudge` and `updates: last`"))
+def _amortised(s: Spec) -> bool:
+    return s.inference.init == "amortised" and (
+        s.learning.algorithm != "pc" or s.learning.nudge is not None or s.learning.updates not in (None, "last"))
+
+
+@unsupported("learning", "nudge", says=(
+    "`learning.nudge` replaces the clamped output of `algorithm: pc`; `ipc` and `bp` do not nudge"))
+def _nudge_not_pc(s: Spec) -> bool:
+    return s.learning.nudge is not None and s.learning.algorithm != "pc"
+
+
+@unsupported("learning", "nudge", says=(
+    "nudging needs the free phase to be the feedforward pass from a clamped root: `mode: discriminative` or "
+    "`generative`, not `unsupervised`"))
+def _nudge_unsupervised(s: Spec) -> bool:
+    return s.learning.nudge is not None and s.model.mode == "unsupervised"
+
+
+@unsupported("learning", "nudge", says="a nudged output is a free Gaussian node: nudging supports `output_energy: mse`")
+def _nudge_cross_entropy(s: Spec) -> bool:
+    return s.learning.nudge is not None and s.model.output_energy != "mse"
+
+
+@unsupported("learning", "nudge", says="nudging supports fixed precisions only (`learn_precision: false`)")
+def _nudge_precision(s: Spec) -> bool:
+    return s.learning.nudge is not None and bool(s.model.learn_precision)
+
+
+@unsupported("learning", "nudge", "beta", says=(
+    "a negative phase needs β below the output precision λ_out (F_{−β} = … + ½λ_out‖z − μ‖² − β·½‖y − z‖² is "
+    "unbounded below otherwise): lower `beta` / `beta_final`, or use `mode: positive`"))
+def _nudge_unbounded(s: Spec) -> bool:
+    nudge = s.learning.nudge
+    return (nudge is not None and nudge.mode != "positive"
+            and max(nudge.beta, nudge.beta_final or 0) >= s.model.precision.get("output", 1.0))

@@ -265,6 +265,9 @@ def trajectory(compiled, state, x, y, *, max_steps: int | None = None, tol: floa
     from pcc.compiler import _step_key
 
     program = compiled.program
+    if not hasattr(program.solver, "update"):
+        raise PccError(f"an inference trajectory records discrete solver steps; `solver: "
+                       f"{compiled.spec.inference.solver}` takes none (try --set inference.solver=gd)")
     steps = compiled.spec.inference.steps if max_steps is None else max_steps
 
     @jax.jit
