@@ -24,10 +24,9 @@ def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path) -> Path:
     """Write the curves of ``run_dirs`` to ``out_png`` (matplotlib, Agg backend); returns its path."""
     if not run_dirs:
         raise PccError("plot needs at least one run folder")
-    import matplotlib
+    from pcc.figures import pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     runs = {Path(d).name or str(d): read_rows(d) for d in run_dirs}
     classify = any(r.get("accuracy") is not None for rows in runs.values() for r in rows)
@@ -52,9 +51,4 @@ def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path) -> Path:
         ax.grid(alpha=0.3)
         if ax.get_lines():
             ax.legend(fontsize="small")
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save(fig, out_png)

@@ -295,8 +295,9 @@ def plot_heatmaps(cells: Sequence[CellResult], axes: Sequence[str], metric: str,
     axes each square shows the best value. Diverged squares are hatched, the best cell is starred."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pcc.figures import pyplot, save
+
+    plt = pyplot()
 
     pairs = list(itertools.combinations(axes, 2)) or [(axes[0], None)]
     short, best = short_names(axes), best_cell(cells, metric)
@@ -322,11 +323,8 @@ def plot_heatmaps(cells: Sequence[CellResult], axes: Sequence[str], metric: str,
         ax.set_yticks(range(len(rows)), [_label(v) for v in rows])
         ax.set_xticks(range(len(cols)), [_label(v) for v in cols] if b else [""])
         ax.set(ylabel=short[a], xlabel=short[b] if b else "", title=f"{metric} (★ best)")
-        fig.tight_layout()
-        path = out / _safe(f"heatmap-{short[a]}-{short[b]}.png" if b else f"heatmap-{short[a]}.png")
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save(fig, out / _safe(f"heatmap-{short[a]}-{short[b]}.png" if b else
+                                             f"heatmap-{short[a]}.png")))
     return paths
 
 

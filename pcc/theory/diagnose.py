@@ -359,10 +359,9 @@ def diagnose(compiled, state, x, y, *, tol: float = 1e-3, max_steps: int | None 
 def plot_diagnosis(diag: Diagnosis, out_png: str | Path) -> Path:
     """One PNG: per-layer energies along inference (colour = depth) with the residual, the per-layer PC-vs-BP
     cosine and norm ratio, and the histogram of the H_z spectrum. Returns its path."""
-    import matplotlib
+    from pcc.figures import pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (e_ax, r_ax, c_ax, s_ax) = plt.subplots(1, 4, figsize=(20, 4.5))
     traj, labels = diag.trajectory, [layer.label for layer in diag.layers]
@@ -403,9 +402,4 @@ def plot_diagnosis(diag: Diagnosis, out_png: str | Path) -> Path:
         s_ax.text(0.5, 0.5, "\n".join(diag.notes) or "no spectrum", ha="center", va="center", wrap=True)
     for ax in (e_ax, r_ax, c_ax):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save(fig, out_png)
