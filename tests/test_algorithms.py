@@ -525,3 +525,88 @@ def test_unsupported_combinations_point_at_the_field_and_say_what_is_supported()
         with pytest.raises(SpecError) as info:
             load_spec_text(text, "a.yaml")
         assert str(info.value.issues[0]).startswith(start), str(info.value)
+
+
+# ------------------------------------------------------------------------------------------ bidirectional PC
+def _bidirectional(alpha_b, **model):
+    return compile(spec(chain_layers([5], residual_repeat=2), model={"bidirectional": {"alpha_f": 0.7, "alpha_b":
+                        alpha_b}, **model}, inference={"steps": 4000, "step_size": 0.1, "tol": 1e-7}), shapes=(D, C))
+
+
+def test_linear_bidirectional_inference_reaches_the_argmin_of_the_two_energies():
+    """F = α_f Σ ½‖z_l − f_l(z_{l−1})‖² + α_b Σ ½‖z_{l−1} − g_l(z_l)‖², written out here in float64 for the
+    chain x → h1 → h2[0] → h2[1] (residual) → y, minimised by solving H z = −∇F(0)."""
+    from flax import nnx
+
+    m = _bidirectional(0.5, activation="identity", parameterisation="mupc")
+    state = m.init()
+    x, y = batch(18, 3, D, C, classes=False)
+    got = per_layer(m, m.infer(state, x, y).activities)
+    p, net = nnx.to_pure_dict(state.params), m.program.net(state.params)
+    f64 = lambda a: np.asarray(a, np.float64)
+    fw = [f64(p["edges"]["h1"]["input"]["kernel"]), *f64(p["edges"]["h2"]["h1"]["kernel"]),
+          f64(p["edges"]["output"]["h2"]["kernel"])]
+    bw = [f64(p["bottom_up"]["h1"]["kernel"]), *f64(p["bottom_up"]["h2"]["kernel"]),
+          f64(p["bottom_up"]["output"]["kernel"])]
+    a = [net.edges[d][s].multiplier for d, s in (("h1", "input"), ("h2", "h1"), ("h2", "h1"), ("output", "h2"))]
+    b = [net.bottom_up[n].multiplier for n in ("h1", "h2", "h2", "output")]
+    skip = [0, 1, 1, 0]
+
+    def energy(flat):
+        zs = [f64(x), *flat.reshape(3, 3, 5), f64(y)]
+        f = 0.0
+        for l in range(1, 5):
+            mu = a[l - 1] * zs[l - 1] @ fw[l - 1] + (zs[l - 1] if skip[l - 1] else 0)
+            f += 0.7 * 0.5 * jnp.sum((zs[l] - mu) ** 2)
+            f += 0.5 * 0.5 * jnp.sum((zs[l - 1] - b[l - 1] * zs[l] @ bw[l - 1]) ** 2)
+        return f
+
+    with jax.enable_x64(True):
+        zero = jnp.zeros(45, jnp.float64)
+        want = np.linalg.solve(np.asarray(jax.hessian(energy)(zero)), -np.asarray(jax.grad(energy)(zero)))
+    for g, w in zip(got, want.reshape(3, 3, 5)):
+        np.testing.assert_allclose(g, w, atol=1e-4)
+
+
+def test_bidirectional_with_alpha_b_zero_is_standard_pc():
+    kw = {"parameterisation": "mupc", "ordering": "phi_w"}
+    bi, pc = (compile(spec(chain_layers([5], residual_repeat=2), model={**kw, **extra}, inference={"steps": 8}),
+                      shapes=(D, C)) for extra in ({"bidirectional": {"alpha_b": 0.0}}, {}))
+    x, y = batch(19, 4, D, C)
+    s_bi, s_pc = bi.init(), pc.init()
+    for n, z in pc.infer(s_pc, x, y).activities.items():
+        np.testing.assert_allclose(bi.infer(s_bi, x, y).activities[n], z, rtol=1e-6, atol=1e-7)
+    (new_bi, m_bi), (new_pc, m_pc) = bi.train_step(s_bi, (x, y)), pc.train_step(s_pc, (x, y))
+    for g, w in zip(leaves(new_bi.params["edges"]), leaves(new_pc.params["edges"])):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(m_bi.energy_final, m_pc.energy_final, rtol=1e-6)
+
+
+def test_bidirectional_learns_both_weight_sets_on_every_supported_path():
+    from flax import nnx
+
+    x, y = batch(20, 4, D, C)
+    for model, inference, learning in [({"ordering": "phi_w"}, {}, {"algorithm": "ipc"}),
+                                       ({"output_energy": "cross_entropy"}, {"solver": "ode"}, {}),
+                                       ({"parameterisation": "ntp"}, {"init": "amortised"}, {}),
+                                       ({}, {}, {"updates": [0, 2]})]:
+        m = compile(spec(chain_layers([8], residual_repeat=2), model={"bidirectional": {}, **model},
+                         inference={"steps": 3, **inference}, learning=learning), shapes=(D, C))
+        state = m.init()
+        before = leaves(nnx.to_pure_dict(state.params)["bottom_up"])
+        new, metrics = m.train_step(copy_state(state), (x, y))
+        assert np.isfinite(float(metrics.energy_final)) and np.all(np.isfinite(np.asarray(m.predict(new, x))))
+        assert all(np.any(b != a) for b, a in zip(before, leaves(nnx.to_pure_dict(new.params)["bottom_up"])))
+
+
+@pytest.mark.parametrize("extra", ["  mode: generative\n", "  graph: {output: {inputs: [input]}}\n",
+                                   "inference: {state: errors}\n", "learning: {algorithm: bp}\n"])
+def test_bidirectional_rejects_what_it_does_not_support(extra):
+    from pcc.errors import SpecError
+    from pcc.spec.loader import load_spec_text
+
+    text = "model:\n  bidirectional: {alpha_b: 0.5}\n" + ("" if extra.startswith("  graph") else
+                                                         "  layers: [{dense: {}}]\n") + extra
+    with pytest.raises(SpecError) as info:
+        load_spec_text(text, "b.yaml")
+    assert "bidirectional PC supports the `layers:` chain form" in str(info.value), str(info.value)

@@ -68,6 +68,7 @@ class Graph:
     learned_precision: tuple[str, ...] = ()  # nodes whose precision is a parameter (initialised at `precision`)
     clamps: tuple[tuple[str, str], ...] = ((INPUT, "x"), (OUTPUT, "y"))  # node ← batch slot, in training
     amortised: bool = False  # an amortiser x → every free node initialises inference (hybrid PC)
+    bidirectional: tuple[float, float] | None = None  # (α_f, α_b): a bottom-up energy beside the top-down one
 
     @cached_property
     def by_name(self) -> dict[str, Node]:
@@ -125,3 +126,8 @@ class Graph:
     def layer_labels(self) -> tuple[str, ...]:
         """One label per weight layer (per copy of a stacked node), in topological order."""
         return tuple(n.label(k) for n in self.energy_nodes for k in range(n.repeat))
+
+
+def bottom_up_key(name: str) -> str:
+    """The errors' key of node ``name``'s bottom-up error z_in − g(z_name) (bidirectional PC)."""
+    return f"{name}^"

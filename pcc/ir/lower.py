@@ -52,7 +52,9 @@ def lower(spec: Spec, shapes: tuple[int, int] | None = None) -> Graph:
     if issues:
         raise SpecError(_locate(spec, issues))
     assert graph is not None
-    return replace(graph, learned_precision=learned, clamps=clamps, amortised=spec.inference.init == "amortised")
+    bidir = model.bidirectional and (model.bidirectional.alpha_f, model.bidirectional.alpha_b)
+    return replace(graph, learned_precision=learned, clamps=clamps, amortised=spec.inference.init == "amortised",
+                   bidirectional=bidir or None)
 
 
 def _learned_precision(model, energy_nodes: list[str], issues: list[Issue]) -> tuple[str, ...]:

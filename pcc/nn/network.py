@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from pcc.ir.graph import INPUT, Graph, Node
+from pcc.ir.graph import INPUT, Graph, Node, bottom_up_key
 from pcc.param.rules import EdgeParam
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -108,6 +108,12 @@ class PCNetwork(nnx.Module):
             if modules:
                 edges[node.name] = nnx.Dict(modules)
         self.edges = nnx.Dict(edges)
+        if graph.bidirectional:  # V_l: one bottom-up map per dense edge of the chain, node → its input
+            self.bottom_up = nnx.Dict({
+                e.dst: Dense(graph.node(e.dst).width, graph.node(e.src).width, table[bottom_up_key(e.key)],
+                             bias=e.bias, stack=graph.node(e.dst).repeat if graph.node(e.dst).repeat > 1 else None,
+                             rngs=rngs, dtype=dtype)
+                for e in graph.edges if e.op == "dense"})
         if graph.learned_precision:  # log λ per node (per copy of a stacked node), from its fixed precision
             self.log_precision = nnx.Dict({
                 n: nnx.Param(jnp.full((graph.node(n).repeat,) if graph.node(n).repeat > 1 else (),
@@ -165,6 +171,19 @@ class PCNetwork(nnx.Module):
         if self.graph.ordering == "w_phi":
             return values[name] + self._prediction(name, values, sign=-1.0)
         return values[name] - self._prediction(name, values, sign=1.0)
+
+    def bottom_up_error(self, name: str, values: Values) -> jax.Array:
+        """b_l = z_{l−1} − g_l(z_l): the error of node l's bottom-up prediction of its input (bidirectional PC),
+        g_l(z) = a V_l φ_l(z) under w_phi, φ_{l−1}(a V_l z) under phi_w; copy k of a stack predicts copy k−1."""
+        node = self.graph.node(name)
+        (src,) = [e.src for e in self.graph.incoming(name) if e.op == "dense"]  # chains: one dense edge
+        target = self._source(src, node, values, dense=False)
+        if self.graph.ordering == "w_phi":
+            return target - self.bottom_up[name](self._phi(name)(values[name]))
+        pre = self.bottom_up[name](values[name])
+        if node.repeat == 1:
+            return target - self._phi(src)(pre)
+        return target - jnp.concatenate([self._phi(src)(pre[:1]), self._phi(name)(pre[1:])], axis=0)
 
     def _prediction(self, name: str, values: Values, sign: float) -> jax.Array:
         """``sign · μ`` under w_phi (dense terms scaled, skips negated); μ under phi_w (``sign`` 1)."""

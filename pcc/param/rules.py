@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Literal
 
-from pcc.ir.graph import INPUT, OUTPUT, Edge, Graph
+from pcc.ir.graph import INPUT, OUTPUT, Edge, Graph, bottom_up_key
 
 ADAPTIVE = {"adam", "adamw", "rmsprop", "lamb", "lion", "adagrad"}
 
@@ -114,4 +114,15 @@ def parameterise(graph: Graph, name: str, *, gain: float = 1.0, gamma: float = 1
         if lr_scaling and name == "mupc":
             p = EdgeParam(p.init, p.init_scale, p.multiplier, lr_scale(graph, edge, optimizer, gamma), p.why)
         table[edge.key] = p
+        if graph.bidirectional:
+            table[bottom_up_key(edge.key)] = bottom_up(graph, edge, name, gain)
     return table
+
+
+def bottom_up(graph: Graph, edge: Edge, name: str, gain: float) -> EdgeParam:
+    """The bottom-up map V: dst → src of a dense edge (bidirectional PC): the rule's init with a hidden
+    multiplier of fan-in n = width(dst): sp U(±1/√n), a = 1; ntp and mupc N(0, 1), a = g/√n."""
+    n = graph.node(edge.dst).width
+    if name == "sp":
+        return EdgeParam("uniform", 1 / math.sqrt(n), 1.0, why="1")
+    return EdgeParam("normal", 1.0, gain / math.sqrt(n), why="1/√N")

@@ -5,9 +5,10 @@ For a sample i with node values z_n (input and output clamped in discriminative 
 
     F_i = Σ_n λ_n · E_n(z_n, μ_n),   E_n = ½‖z_n − μ_n‖²   (−Σ y log softmax(μ) at a cross-entropy output)
 
-summed over the copies of a stacked node. A node with a learned precision (``model.learn_precision``) adds
-the Gaussian's normaliser: λ_n E_n − ½ d_n log λ_n, with log λ_n a parameter. It is defined per sample:
-inference descends Σ_i F_i (so each sample's activities follow their own gradient, whatever the batch size)
+summed over the copies of a stacked node. Bidirectional PC weights it by α_f and adds α_b ½‖z_{l−1} −
+g_l(z_l)‖² per layer, a bottom-up map's error (:func:`bidirectional_energy`). A node with a learned
+precision (``model.learn_precision``) adds the Gaussian's normaliser: λ_n E_n − ½ d_n log λ_n, with log λ_n
+a parameter. It is defined per sample: inference descends Σ_i F_i (so each sample's activities follow their own gradient, whatever the batch size)
 and learning descends the batch mean.
 
 Loops carry the prediction errors e_n = z_n − μ_n (μ_n = z_n − e_n whenever needed). F is a sum of local
@@ -28,7 +29,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from pcc.ir.graph import INPUT, OUTPUT, Graph, Node
+from pcc.ir.graph import INPUT, OUTPUT, Graph, Node, bottom_up_key
 from pcc.nn.network import PCNetwork, Values
 
 Predictions = dict[str, jax.Array]
@@ -62,8 +63,12 @@ def predictions(net: PCNetwork, values: Values) -> Predictions:
 
 
 def errors(net: PCNetwork, values: Values) -> Errors:
-    """e_n = z_n − μ_n of every energy node."""
-    return {n.name: net.error(n.name, values) for n in net.graph.energy_nodes}
+    """e_n = z_n − μ_n of every energy node (and, in bidirectional PC, its bottom-up error b_n under
+    :func:`~pcc.ir.graph.bottom_up_key`)."""
+    err = {n.name: net.error(n.name, values) for n in net.graph.energy_nodes}
+    if net.graph.bidirectional:
+        err |= {bottom_up_key(n.name): net.bottom_up_error(n.name, values) for n in net.graph.energy_nodes}
+    return err
 
 
 def layer_energies(graph: Graph, values: Values, err: Errors, logp: LogPrecisions | None = None) -> jax.Array:
@@ -72,8 +77,16 @@ def layer_energies(graph: Graph, values: Values, err: Errors, logp: LogPrecision
     logp = logp or {}
     for node in graph.energy_nodes:
         e = node_energy(graph, node, values[node.name], err[node.name], logp.get(node.name))
+        if graph.bidirectional:
+            e = bidirectional_energy(graph, e, err[bottom_up_key(node.name)])
         rows.append(e if node.repeat > 1 else e[None])
     return jnp.concatenate(rows, axis=0)
+
+
+def bidirectional_energy(graph: Graph, top_down: jax.Array, bottom_up_err: jax.Array) -> jax.Array:
+    """Layer l's energy in bidirectional PC: α_f λ_l E_l + α_b ½‖z_{l−1} − g_l(z_l)‖² per sample."""
+    alpha_f, alpha_b = graph.bidirectional
+    return alpha_f * top_down + alpha_b * 0.5 * jnp.sum(jnp.square(bottom_up_err), axis=-1)
 
 
 def total(graph: Graph, values: Values, err: Errors, logp: LogPrecisions | None = None) -> jax.Array:

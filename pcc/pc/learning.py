@@ -155,7 +155,7 @@ class Program:
             guess = net.amortise(self.data(self.graph.x_node.name, x, y))
             free = {n: guess[n] for n in free}
             return free, self.errors(params, free, x, y), loss
-        if self.init == "forward":
+        if self.init == "forward" and not self.graph.bidirectional:  # bottom-up errors are not 0 here
             err = {n.name: jnp.zeros_like(fwd[n.name]) for n in self.graph.energy_nodes}
             err[OUTPUT] = self.values(free, x, y)[OUTPUT] - fwd[OUTPUT]
             return free, err, loss

@@ -177,6 +177,21 @@ class GraphNode(Strict):
     """Nonlinearity of this node (default: ``model.activation``, identity for ``output``)."""
 
 
+class Bidirectional(Strict):
+    """Bidirectional PC: beside each layer's top-down prediction μ_l = f_l(z_{l−1}), a bottom-up map
+    g_l(z_l) = a V_l φ(z_l) (``phi_w``: φ_{l−1}(a V_l z_l)) with its own weights V_l predicts the layer's input,
+
+        F = α_f Σ_l ½‖z_l − f_l(z_{l−1})‖² + α_b Σ_l ½‖z_{l−1} − g_l(z_l)‖²,
+
+    including the term on the clamped input x. V_l has the forward edge's init and a hidden multiplier of
+    fan-in width_l (sp: 1; ntp, mupc: gain/√width_l); both weight sets learn from F."""
+
+    alpha_f: float = Field(1.0, ge=0)
+    """α_f: weight of the top-down energy."""
+    alpha_b: float = Field(1.0, ge=0)
+    """α_b: weight of the bottom-up energy (0: standard PC)."""
+
+
 class Model(Strict):
     """The network: its layers (or graph), parameterisation and output energy."""
 
@@ -209,6 +224,8 @@ class Model(Strict):
     inferring the input node with x clamped. ``unsupervised``: output ← x and the input node is a free latent
     of ``latent_width`` units; evaluation reports the reconstruction error ½‖x − f(z₀*)‖² of the image generated
     from the inferred latent, and the energy after inference."""
+    bidirectional: Bidirectional | None = None
+    """Add a bottom-up energy with weights α_f, α_b (bidirectional PC; absent: off)."""
     latent_width: int | None = Field(None, gt=0)
     """Width of the free input node (the latent) of ``mode: unsupervised``."""
     layers: list[Layer] | None = None
@@ -660,3 +677,12 @@ def _nudge_unbounded(s: Spec) -> bool:
     nudge = s.learning.nudge
     return (nudge is not None and nudge.mode != "positive"
             and max(nudge.beta, nudge.beta_final or 0) >= s.model.precision.get("output", 1.0))
+
+
+@unsupported("model", "bidirectional", says=(
+    "bidirectional PC supports the `layers:` chain form in `mode: discriminative`, with `algorithm: pc` or `ipc`, "
+    "`inference.state: activities` and no `nudge` (no `graph:`, other modes, ePC, bp or nudging)"))
+def _bidirectional(s: Spec) -> bool:
+    return s.model.bidirectional is not None and (
+        s.model.graph is not None or s.model.mode != "discriminative" or s.learning.algorithm == "bp"
+        or s.inference.state != "activities" or s.learning.nudge is not None)
