@@ -41,6 +41,7 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
             row.update(shape=None, params=0, bias=False, init=None, multiplier=1.0, multiplier_rule="identity",
                        lr_scale=None)
         edges.append(row)
+    extra = _extra_params(graph)
     steps = "0 (backprop)" if learn.algorithm == "bp" else (
         f"until ‖∇z F‖rms < {inf.tol:g}, at most {inf.steps}" if inf.tol else str(inf.steps))
     if inf.solver == "ode" and learn.algorithm != "bp":
@@ -52,7 +53,8 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
         "parameterisation": m.parameterisation,
         "ordering": m.ordering,
         "depth": graph.depth,
-        "total_params": sum(e["params"] for e in edges),
+        "total_params": sum(e["params"] for e in edges) + sum(extra.values()),
+        "extra_params": extra,
         "nodes": nodes,
         "edges": edges,
         "mode": m.mode,
@@ -71,6 +73,20 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
             "updates": sorted(update_steps(learn.updates, inf.steps)) if learn.updates is not None else None,
         },
     }
+
+
+def _extra_params(graph) -> dict[str, int]:
+    """Parameters beside the forward edges: bottom-up maps, learned log-precisions, the amortiser."""
+    extra = {}
+    if graph.bidirectional:
+        extra["bottom_up"] = sum(graph.node(e.dst).repeat * graph.node(e.src).width * (graph.node(e.dst).width + e.bias)
+                                 for e in graph.edges if e.op == "dense")
+    if graph.learned_precision:
+        extra["log_precision"] = sum(graph.node(n).repeat for n in graph.learned_precision)
+    if graph.amortised:
+        x = graph.x_node
+        extra["amortiser"] = sum(n.repeat * n.width * (x.width + 1) for n in graph.nodes if n.name != x.name)
+    return extra
 
 
 def render(info: dict[str, Any]) -> None:
@@ -95,6 +111,9 @@ def render(info: dict[str, Any]) -> None:
                       f"{e['params']:,}", e["init"] or "-", f"{e['multiplier']:.6g}", e["multiplier_rule"],
                       "-" if e["lr_scale"] is None else f"{e['lr_scale']:.4g}")
     console.print(edges)
+    if info["extra_params"]:
+        console.print("other parameters: " + ", ".join(f"{k.replace('_', ' ')} {v:,}"
+                                                        for k, v in info["extra_params"].items()))
     inf, learn = info["inference"], info["learning"]
     console.print(f"[bold]inference[/]: {inf['solver']} on the {inf['state']}, steps {inf['steps']}, step size "
                   f"{inf['step_size']:g} ({inf['step_convention']}; per-sample step {inf['per_sample_step']:.4g}), "
