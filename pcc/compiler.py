@@ -13,21 +13,19 @@ from typing import Any, Iterable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from pcc.errors import PccError
 from pcc.ir.graph import Graph
-from pcc.ir.lower import lower
 from pcc.nn.network import PCNetwork, abstract_network, build_network
 from pcc.parallel import make_mesh, shard_batch, state_shardings
-from pcc.param.rules import EdgeParam, parameterise
+from pcc.param.rules import EdgeParam, parameterise_spec
 from pcc.pc.inference import SOLVERS
 from pcc.pc.learning import NUDGE_PHASES, InferenceResult, Nudging, Program, StepMetrics, train_step_of
 from pcc.pc.modes import MODES, inpaint
 from pcc.pc.optim import make_beta_schedule, make_optimizer, make_schedule, scale_by_tree
 from pcc.spec.models import Spec
-
-import optax
 
 
 @jax.tree_util.register_dataclass
@@ -201,8 +199,5 @@ def compile(spec: Spec, *, shapes: tuple[int, int] | None = None, steps_per_epoc
     ``shapes`` is (input dim, target dim); by default it comes from the spec's dataset.
     ``steps_per_epoch`` is needed by learning-rate schedules other than ``constant``.
     """
-    graph = lower(spec, shapes)
-    m = spec.model
-    table = parameterise(graph, m.parameterisation, gain=m.gain, gamma=m.output_gamma,
-                         lr_scaling=spec.learning.lr_scaling, optimizer=spec.learning.optimizer.name)
+    graph, table = parameterise_spec(spec, shapes)
     return Compiled(spec, graph, table, steps_per_epoch)

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pcc.ir.lower import lower
-from pcc.param.rules import parameterise
+from pcc.param.rules import parameterise_spec
 from pcc.spec.models import ODE, Spec, update_steps
 
 
 def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]:
     """A JSON-ready description of the compiled network and its loops."""
-    graph = lower(spec, shapes)
+    graph, table = parameterise_spec(spec, shapes)
     m, inf, learn = spec.model, spec.inference, spec.learning
-    table = parameterise(graph, m.parameterisation, gain=m.gain, gamma=m.output_gamma,
-                         lr_scaling=learn.lr_scaling, optimizer=learn.optimizer.name)
     nodes = [{
         "name": n.name, "role": n.role, "width": n.width, "repeat": n.repeat, "activation": n.activation,
         "shape": ([n.repeat] if n.repeat > 1 else []) + ["B", n.width],

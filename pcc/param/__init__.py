@@ -1,5 +1,5 @@
 """Parameterisation rules (sp, ntp, mupc): init, forward multiplier and LR scale of every edge."""
 
-from pcc.param.rules import RULES, EdgeParam, parameterise
+from pcc.param.rules import RULES, EdgeParam, parameterise, parameterise_spec
 
-__all__ = ["RULES", "EdgeParam", "parameterise"]
+__all__ = ["RULES", "EdgeParam", "parameterise", "parameterise_spec"]

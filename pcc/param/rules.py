@@ -126,3 +126,14 @@ def bottom_up(graph: Graph, edge: Edge, name: str, gain: float) -> EdgeParam:
     if name == "sp":
         return EdgeParam("uniform", 1 / math.sqrt(n), 1.0, why="1")
     return EdgeParam("normal", 1.0, gain / math.sqrt(n), why="1/√N")
+
+
+def parameterise_spec(spec, shapes: tuple[int, int] | None = None) -> tuple[Graph, dict[str, EdgeParam]]:
+    """Lower ``spec`` to its graph and parameterise it as the spec says: where ``pcc.compile`` and
+    ``pcc explain`` both start. ``shapes`` is (input dim, target dim), read from the dataset if None."""
+    from pcc.ir.lower import lower
+
+    graph = lower(spec, shapes)
+    m, learn = spec.model, spec.learning
+    return graph, parameterise(graph, m.parameterisation, gain=m.gain, gamma=m.output_gamma,
+                               lr_scaling=learn.lr_scaling, optimizer=learn.optimizer.name)

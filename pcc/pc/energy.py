@@ -29,7 +29,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from pcc.ir.graph import INPUT, OUTPUT, Graph, Node, bottom_up_key
+from pcc.ir.graph import OUTPUT, Graph, Node, bottom_up_key
 from pcc.nn.network import PCNetwork, Values
 
 Predictions = dict[str, jax.Array]
