@@ -54,7 +54,7 @@ def lower(spec: Spec, shapes: tuple[int, int] | None = None) -> Graph:
     assert graph is not None
     bidir = model.bidirectional and (model.bidirectional.alpha_f, model.bidirectional.alpha_b)
     return replace(graph, learned_precision=learned, clamps=clamps, amortised=spec.inference.init == "amortised",
-                   bidirectional=bidir or None)
+                   bidirectional=bidir or None, dtype=model.dtype, matmul_precision=model.matmul_precision)
 
 
 def _learned_precision(model, energy_nodes: list[str], issues: list[Issue]) -> tuple[str, ...]:
@@ -91,9 +91,9 @@ def _lower_chain(spec: Spec, d_in: int, d_out: int, issues: list[Issue]):
         kind = "residual" if hasattr(layer, "residual") else "dense"
         op = getattr(layer, kind)
         is_out = i == last
-        width = op.width or (d_out if is_out else None)
+        width = op.width or (d_out if is_out else prev.width if kind == "residual" else None)
         if width is None:
-            issues.append(Issue(path + (kind,), "`width` is required on every layer but the last"))
+            issues.append(Issue(path + (kind,), "`width` is required on every dense layer but the last"))
             return nodes, edges
         if is_out and width != d_out:
             issues.append(Issue(path + (kind, "width"),
