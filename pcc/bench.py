@@ -3,7 +3,9 @@
 Everything is measured in one process with ``block_until_ready``. The FLOPs a train step strictly needs are
 counted from the graph: per inference step two matmuls (prediction and error back-projection) for every
 dense edge whose source is free, the clamped input's projection once, and the feedforward initialisation
-and the weight gradient once; a matmul of a (B, n) by an (n, m) matrix costs 2·B·n·m.
+and the weight gradient once; a matmul of a (B, n) by an (n, m) matrix costs 2·B·n·m. The peak is measured
+with the matmul the spec's dense ops use: float32 at ``model.matmul_precision``, or bfloat16 inputs with
+float32 accumulation under ``model.dtype: bfloat16``.
 """
 
 from __future__ import annotations
@@ -46,13 +48,15 @@ def _time(fn: Callable[[], Any], repeats: int) -> list[float]:
     return times
 
 
-def matmul_peak(n: int = 1024, repeats: int = 10) -> float:
-    """Measured float32 matmul FLOP/s of the default device (best of ``repeats`` n³ products)."""
+def matmul_peak(n: int = 1024, repeats: int = 10, dtype: str = "float32", precision: str | None = None) -> float:
+    """Measured matmul FLOP/s of the default device (best of ``repeats`` n³ products): float32 at
+    ``precision`` (None: JAX's default), or ``dtype`` inputs accumulated in float32 (as pcc's dense op)."""
     import jax
     import jax.numpy as jnp
 
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    mm = jax.jit(lambda a: a @ a)
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
+    wide = None if dtype == "float32" else jnp.float32
+    mm = jax.jit(lambda a: jnp.matmul(a, a, precision=precision, preferred_element_type=wide))
     jax.block_until_ready(mm(a))
     return 2 * n**3 / min(_time(lambda: mm(a), repeats))
 
@@ -63,6 +67,8 @@ class BenchResult:
 
     name: str
     device: str
+    dtype: str  # model.dtype: the matmul inputs the peak is measured with
+    matmul_precision: str
     batch_size: int
     compile_s: float
     step_ms: dict[str, float]
@@ -100,12 +106,14 @@ def bench(spec: Spec, *, steps: int = 30, warmup: int = 3) -> BenchResult:
     _time(step, warmup)
     times = np.array(_time(step, steps))
     flops = flops_per_step(model.graph, b, spec.inference.steps, spec.learning.algorithm)
-    peak = matmul_peak()
+    dtype, precision = spec.model.dtype, spec.model.matmul_precision
+    peak = matmul_peak(dtype=dtype, precision=precision)
     median = float(np.median(times))
     device = jax.devices()[0]
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     return BenchResult(
-        name=spec.name, device=f"{device.platform}:{device.device_kind}", batch_size=b, compile_s=compile_s,
+        name=spec.name, device=f"{device.platform}:{device.device_kind}", dtype=dtype, matmul_precision=precision,
+        batch_size=b, compile_s=compile_s,
         step_ms={"median": 1e3 * median, "min": 1e3 * float(times.min()), "max": 1e3 * float(times.max())},
         samples_per_s=b / median, flops_per_step=flops, achieved_flops=flops / median, peak_flops=peak,
         fraction_of_peak=flops / median / peak,

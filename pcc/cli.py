@@ -145,7 +145,7 @@ def bench(
         typer.echo(json.dumps(result.to_dict()))
         return
     r = result
-    typer.echo(f"{r.name} on {r.device}, batch {r.batch_size}\n"
+    typer.echo(f"{r.name} on {r.device}, batch {r.batch_size}, {r.dtype} (matmul precision {r.matmul_precision})\n"
                f"  compile (first step)  {r.compile_s:.2f} s\n"
                f"  step                  {r.step_ms['median']:.2f} ms median "
                f"({r.step_ms['min']:.2f} min, {r.step_ms['max']:.2f} max)\n"
@@ -153,7 +153,7 @@ def bench(
                f"  needed FLOPs          {r.flops_per_step / 1e9:.3f} GFLOP/step, "
                f"{r.achieved_flops / 1e9:.1f} GFLOP/s\n"
                f"  matmul peak           {r.peak_flops / 1e9:.1f} GFLOP/s "
-               f"({100 * r.fraction_of_peak:.0f} % reached)"
+               f"({r.dtype}; {100 * r.fraction_of_peak:.0f} % reached)"
                + (f"\n  peak memory           {r.peak_memory_bytes / 2**20:.0f} MiB" if r.peak_memory_bytes else ""))
 
 

@@ -24,8 +24,8 @@ from pcc.param.rules import EdgeParam, parameterise_spec
 from pcc.pc.inference import SOLVERS
 from pcc.pc.learning import NUDGE_PHASES, InferenceResult, Nudging, Program, StepMetrics, train_step_of
 from pcc.pc.modes import MODES, inpaint
-from pcc.pc.optim import make_beta_schedule, make_optimizer, make_schedule, scale_by_tree
-from pcc.spec.models import Spec
+from pcc.pc.optim import make_beta_schedule, make_optimizer, make_schedule, scale_by_tree, with_float32_master
+from pcc.spec.models import Spec, carries_errors
 
 
 @jax.tree_util.register_dataclass
@@ -63,6 +63,7 @@ class Compiled:
             graphdef=graphdef, graph=graph, solver=SOLVERS[inf.solver](inf), steps=inf.steps, tol=inf.tol,
             grad_scale=1.0 if inf.step_convention == "per_sample" else 1.0 / tuned_b,
             init=inf.init, init_std=inf.init_std, tx=self._weight_optimizer(), state=inf.state,
+            carry_errors=carries_errors(spec),
         )
         nudging = learn.nudge and Nudging(NUDGE_PHASES[learn.nudge.mode], self._beta_schedule())
         step = train_step_of(learn.algorithm, learn.updates, inf.steps, nudging)
@@ -70,8 +71,9 @@ class Compiled:
         self._train_step = jax.jit(partial(_train_step, self.program, step), donate_argnums=0)
         self._infer = jax.jit(self._infer_impl)
         self.mode = MODES[spec.model.mode]
-        self._predict = jax.jit(lambda params, x, key: self.mode.predict(self.program, params, x, key)[0])
-        self._inpaint = jax.jit(lambda params, x, mask, key: inpaint(self.program, params, x, mask, key))
+        f32 = lambda a: a.astype(jnp.float32)  # predictions leave in float32 whatever `model.dtype` is
+        self._predict = jax.jit(lambda params, x, key: f32(self.mode.predict(self.program, params, x, key)[0]))
+        self._inpaint = jax.jit(lambda params, x, mask, key: f32(inpaint(self.program, params, x, mask, key)))
 
     # ------------------------------------------------------------------------------- construction
     def _weight_optimizer(self) -> optax.GradientTransformation:
@@ -85,6 +87,8 @@ class Compiled:
         tx = make_optimizer(learn.optimizer, lr)
         if learn.lr_scaling:
             tx = optax.chain(tx, scale_by_tree(self._lr_scales()))
+        if self.graph.dtype != "float32":  # float32 optimiser state and master weights
+            tx = with_float32_master(tx)
         return tx
 
     def _lr_scales(self):

@@ -49,6 +49,8 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
         "name": spec.name,
         "parameterisation": m.parameterisation,
         "ordering": m.ordering,
+        "dtype": m.dtype,
+        "matmul_precision": m.matmul_precision,
         "depth": graph.depth,
         "total_params": sum(e["params"] for e in edges) + sum(extra.values()),
         "extra_params": extra,
@@ -93,7 +95,8 @@ def render(info: dict[str, Any]) -> None:
 
     console = Console()
     console.print(f"[bold]{info['name']}[/]: {info['parameterisation']} parameterisation, "
-                  f"{info['ordering']} ordering, depth L = {info['depth']}, {info['total_params']:,} parameters")
+                  f"{info['ordering']} ordering, depth L = {info['depth']}, {info['total_params']:,} parameters, "
+                  f"{info['dtype']} (matmul precision {info['matmul_precision']})")
     clamps = ", ".join(f"{name} ← {slot}" for name, slot in info["clamps"].items())
     console.print(f"[bold]mode[/]: {info['mode']} ({clamps}; every other node free)")
     nodes = Table("node", "role", "shape", "activation", "precision", title="nodes")

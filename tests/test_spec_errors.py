@@ -55,7 +55,7 @@ CASES = [
      ["5:1: lerning: unknown key 'lerning'; did you mean 'learning'?"]),
     ("unknown key, no match", LAYERS + "inference: {zzz: 1}\n", (),
      ["5:13: inference.zzz: unknown key 'zzz'; allowed: solver, steps, step_size, step_convention, "
-      "tuned_batch_size, init, init_std, tol, optimizer, state, ode"]),
+      "tuned_batch_size, init, init_std, tol, optimizer, state, errors, ode"]),
     ("bad enum", LAYERS + "learning:\n  optimizer: {name: adma}\n", (),
      ["6:21: learning.optimizer.name: 'adma' is not one of sgd, momentum, nesterov, adam, adamw, rmsprop, lamb, "
       "lion, adagrad; did you mean 'adam'?"]),

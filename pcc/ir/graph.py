@@ -69,6 +69,8 @@ class Graph:
     clamps: tuple[tuple[str, str], ...] = ((INPUT, "x"), (OUTPUT, "y"))  # node ← batch slot, in training
     amortised: bool = False  # an amortiser x → every free node initialises inference (hybrid PC)
     bidirectional: tuple[float, float] | None = None  # (α_f, α_b): a bottom-up energy beside the top-down one
+    dtype: str = "float32"  # storage dtype of weights and activities ("bfloat16": f32 accumulation and energies)
+    matmul_precision: str = "highest"  # float32 matmul precision of every dense op ("highest", "high", "default")
 
     @cached_property
     def by_name(self) -> dict[str, Node]:

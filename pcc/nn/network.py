@@ -42,89 +42,107 @@ class Dense(nnx.Module):
     """
 
     def __init__(self, fan_in: int, fan_out: int, param: EdgeParam, *, bias: bool, stack: int | None,
-                 rngs: nnx.Rngs, dtype=jnp.float32):
+                 rngs: nnx.Rngs, dtype=jnp.float32, precision: str | None = "highest"):
         lead = (stack,) if stack else ()
         shape = lead + (fan_in, fan_out)
         key = rngs.params()
+        # drawn in float32 and rounded, so a bfloat16 network holds the float32 network's weights, rounded
         if param.init == "normal":
-            kernel = param.init_scale * jax.random.normal(key, shape, dtype)
+            kernel = param.init_scale * jax.random.normal(key, shape, jnp.float32)
         else:
-            kernel = jax.random.uniform(key, shape, dtype, -param.init_scale, param.init_scale)
-        self.kernel = nnx.Param(kernel)
+            kernel = jax.random.uniform(key, shape, jnp.float32, -param.init_scale, param.init_scale)
+        self.kernel = nnx.Param(kernel.astype(dtype))
         self.bias = nnx.Param(jnp.zeros(lead + (fan_out,), dtype)) if bias else None
         self.multiplier = param.multiplier
         self.lr_scale = param.lr_scale
+        self.precision = precision  # static: the matmul's precision config
 
-    def __call__(self, h: jax.Array, sign: float = 1.0) -> jax.Array:
-        """``sign · (a h W + b)``."""
+    def __call__(self, h: jax.Array, sign: float = 1.0, bias: bool = True) -> jax.Array:
+        """``sign · (a h W + b)`` (``sign · a h W`` without ``bias``: the change of the output for a change h)."""
         kernel = self.kernel[...]
-        bias = None if self.bias is None else self.bias[...]
-        out = scaled_matmul(sign * self.multiplier, h, kernel)
+        bias = None if self.bias is None or not bias else self.bias[...]
+        out = scaled_matmul(sign * self.multiplier, self.precision, h, kernel)
         if bias is None:
             return out
         return out + sign * (bias[:, None, :] if kernel.ndim == 3 else bias)
 
 
-def apply_dense(multiplier: float, h: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:
-    out = scaled_matmul(multiplier, h, kernel)
+def apply_dense(multiplier: float, h: jax.Array, kernel: jax.Array, bias: jax.Array | None,
+                precision: str | None = "highest") -> jax.Array:
+    out = scaled_matmul(multiplier, precision, h, kernel)
     return out if bias is None else out + bias
 
 
-def _matmul(h: jax.Array, kernel: jax.Array) -> jax.Array:
-    return jnp.einsum("rbi,rio->rbo", h, kernel) if kernel.ndim == 3 else h @ kernel
+def _matmul(h: jax.Array, kernel: jax.Array, precision: str | None, wide: bool = True,
+            scale: float = 1.0) -> jax.Array:
+    """``scale · h W`` at ``precision`` in the kernel's dtype. A bfloat16 kernel takes bfloat16 inputs (``h`` is
+    rounded) and the scaled result is rounded back to bfloat16; with ``wide`` the dot itself asks for a float32
+    result (float32 accumulation), otherwise it is a bfloat16 dot, which XLA's backends accumulate in float32
+    too (the tangent rule uses it: the transpose of a widened dot would receive float32 cotangents, and the
+    back-projections and weight gradients would become float32 matmuls)."""
+    h = h.astype(kernel.dtype)
+    wide = None if kernel.dtype == jnp.float32 or not wide else jnp.float32
+    if kernel.ndim == 3:
+        out = jnp.einsum("rbi,rio->rbo", h, kernel, precision=precision, preferred_element_type=wide)
+    else:
+        out = jnp.matmul(h, kernel, precision=precision, preferred_element_type=wide)
+    return (out if scale == 1 else scale * out).astype(kernel.dtype)
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(0,))
-def scaled_matmul(multiplier: float, h: jax.Array, kernel: jax.Array) -> jax.Array:
-    """``a · h W`` (batched over a leading layer axis for a 3-d kernel).
+@partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def scaled_matmul(multiplier: float, precision: str | None, h: jax.Array, kernel: jax.Array) -> jax.Array:
+    """``a · h W`` (batched over a leading layer axis for a 3-d kernel) at matmul ``precision`` (see
+    :func:`_matmul`; every dense op of a network goes through here, so this is where ``model.dtype`` and
+    ``model.matmul_precision`` take effect, in the primal and, by the rule below, in every derivative).
 
     Its tangent scales the tangent *inputs* (``(a·dh) W + h (a·dW)``), so the transposed (reverse-mode)
     rule scales *after* the transposed matmuls and the scalar multiply fuses into whatever consumes the
     result instead of costing a pass over the cotangent.
     """
-    return multiplier * _matmul(h, kernel)
+    return _matmul(h, kernel, precision, scale=multiplier)
 
 
 @scaled_matmul.defjvp
-def _scaled_matmul_jvp(multiplier, primals, tangents):
+def _scaled_matmul_jvp(multiplier, precision, primals, tangents):
     h, kernel = primals
     dh, dkernel = tangents
-    return scaled_matmul(multiplier, h, kernel), _matmul(multiplier * dh, kernel) + _matmul(h, multiplier * dkernel)
+    return (scaled_matmul(multiplier, precision, h, kernel),
+            _matmul(multiplier * dh, kernel, precision, False) + _matmul(h, multiplier * dkernel, precision, False))
 
 
 class PCNetwork(nnx.Module):
     """The network of a graph: one :class:`Dense` per dense edge, ``edges[dst][src]``."""
 
-    def __init__(self, graph: Graph, table: dict[str, EdgeParam], rngs: nnx.Rngs, dtype=jnp.float32):
+    def __init__(self, graph: Graph, table: dict[str, EdgeParam], rngs: nnx.Rngs, dtype=None):
         self.graph = graph
+        self.dtype = dtype = jnp.dtype(dtype or graph.dtype)  # weights, activities and errors
+        dense = partial(Dense, rngs=rngs, dtype=dtype, precision=graph.matmul_precision)
         edges = {}
         for node in graph.nodes:
             modules = {}
             for e in graph.incoming(node.name):
                 if e.op == "dense":
                     stack = node.repeat if node.repeat > 1 else None
-                    modules[e.src] = Dense(graph.node(e.src).width, node.width, table[e.key],
-                                           bias=e.bias, stack=stack, rngs=rngs, dtype=dtype)
+                    modules[e.src] = dense(graph.node(e.src).width, node.width, table[e.key], bias=e.bias,
+                                           stack=stack)
             if modules:
                 edges[node.name] = nnx.Dict(modules)
         self.edges = nnx.Dict(edges)
         if graph.bidirectional:  # V_l: one bottom-up map per dense edge of the chain, node → its input
             self.bottom_up = nnx.Dict({
-                e.dst: Dense(graph.node(e.dst).width, graph.node(e.src).width, table[bottom_up_key(e.key)],
-                             bias=e.bias, stack=graph.node(e.dst).repeat if graph.node(e.dst).repeat > 1 else None,
-                             rngs=rngs, dtype=dtype)
+                e.dst: dense(graph.node(e.dst).width, graph.node(e.src).width, table[bottom_up_key(e.key)],
+                             bias=e.bias, stack=graph.node(e.dst).repeat if graph.node(e.dst).repeat > 1 else None)
                 for e in graph.edges if e.op == "dense"})
-        if graph.learned_precision:  # log λ per node (per copy of a stacked node), from its fixed precision
+        if graph.learned_precision:  # log λ per node (per copy), from its fixed precision; float32 as the energy
             self.log_precision = nnx.Dict({
                 n: nnx.Param(jnp.full((graph.node(n).repeat,) if graph.node(n).repeat > 1 else (),
-                                      math.log(graph.precision_of(n)), dtype))
+                                      math.log(graph.precision_of(n)), jnp.float32))
                 for n in graph.learned_precision})
         if graph.amortised:  # hybrid PC: â_n(x) = x A_n + b_n for every node but the one holding x
             src = graph.x_node
             init = EdgeParam("uniform", 1 / math.sqrt(src.width), 1.0)
             self.amortiser = nnx.Dict({
-                n.name: Dense(src.width, n.width, init, bias=True, stack=n.repeat if n.repeat > 1 else None,
-                              rngs=rngs, dtype=dtype)
+                n.name: dense(src.width, n.width, init, bias=True, stack=n.repeat if n.repeat > 1 else None)
                 for n in graph.nodes if n.name != src.name})
 
     def amortise(self, x: jax.Array) -> Values:
@@ -149,10 +167,10 @@ class PCNetwork(nnx.Module):
         For a stacked node, copy 0 reads ``src`` and copy k reads copy k−1 (a shift along the layer axis).
         """
         out = (lambda name, v: self._phi(name)(v)) if dense and self.graph.ordering == "w_phi" else (lambda n, v: v)
-        head = out(src, self.last(src, values))
-        if node.repeat == 1:
-            return head
-        return jnp.concatenate([head[None], out(node.name, values[node.name][:-1])], axis=0)
+        rest = out(node.name, values[node.name][:-1]) if node.repeat > 1 else None
+        head = values[src]
+        head = jnp.zeros_like(rest[0]) if head is None else out(src, self.last(src, values))  # None: no change
+        return head if rest is None else jnp.concatenate([head[None], rest], axis=0)
 
     def last(self, name: str, values: Values) -> jax.Array:
         """The value a node passes downstream: its last copy when stacked."""
@@ -169,8 +187,23 @@ class PCNetwork(nnx.Module):
         transposed matmul of a back-projection receives the error signal as it is, with no negation pass.
         """
         if self.graph.ordering == "w_phi":
-            return values[name] + self._prediction(name, values, sign=-1.0)
-        return values[name] - self._prediction(name, values, sign=1.0)
+            return (values[name] + self._prediction(name, values, sign=-1.0)).astype(self.dtype)
+        return (values[name] - self._prediction(name, values, sign=1.0)).astype(self.dtype)
+
+    def error_change(self, name: str, dz: Values, dphi: Values) -> jax.Array:
+        """e_n(new) − e_n(old) under ``w_phi``, from the changes of the values alone: Δz_n − Σ_dense a Δφ(h) W −
+        Σ_skip Δh, given every node's Δz = z_new − z_old and Δφ = φ(z_new) − φ(z_old) (None: did not change).
+        Exactly 0 where neither the node nor its sources changed, however the backend rounds."""
+        node = self.graph.node(name)
+        change = 0.0 if dz[name] is None else dz[name]
+        for e in self.graph.incoming(name):
+            if node.repeat == 1 and dz[e.src] is None:  # a clamped source: no change
+                continue
+            if e.op == "dense":
+                change = change + self.edges[name][e.src](self._source(e.src, node, dphi, False), -1.0, bias=False)
+            else:
+                change = change - self._source(e.src, node, dz, False)
+        return change
 
     def bottom_up_error(self, name: str, values: Values) -> jax.Array:
         """b_l = z_{l−1} − g_l(z_l): the error of node l's bottom-up prediction of its input (bidirectional PC),
@@ -179,11 +212,12 @@ class PCNetwork(nnx.Module):
         (src,) = [e.src for e in self.graph.incoming(name) if e.op == "dense"]  # chains: one dense edge
         target = self._source(src, node, values, dense=False)
         if self.graph.ordering == "w_phi":
-            return target - self.bottom_up[name](self._phi(name)(values[name]))
+            return (target - self.bottom_up[name](self._phi(name)(values[name]))).astype(self.dtype)
         pre = self.bottom_up[name](values[name])
         if node.repeat == 1:
-            return target - self._phi(src)(pre)
-        return target - jnp.concatenate([self._phi(src)(pre[:1]), self._phi(name)(pre[1:])], axis=0)
+            return (target - self._phi(src)(pre)).astype(self.dtype)
+        mu = jnp.concatenate([self._phi(src)(pre[:1]), self._phi(name)(pre[1:])], axis=0)
+        return (target - mu).astype(self.dtype)
 
     def _prediction(self, name: str, values: Values, sign: float) -> jax.Array:
         """``sign · μ`` under w_phi (dense terms scaled, skips negated); μ under phi_w (``sign`` 1)."""
@@ -227,7 +261,7 @@ class PCNetwork(nnx.Module):
 
         def cell(z_prev, phi, k_kernel, k_bias):
             h = phi(z_prev) if w_phi else z_prev
-            dense = apply_dense(module.multiplier, h, k_kernel, k_bias)
+            dense = apply_dense(module.multiplier, h, k_kernel, k_bias, module.precision)
             return self._combine(node, dense, z_prev if skip else None)
 
         first = cell(self.last(edge.src, values), self._phi(edge.src), kernel[0], None if bias is None else bias[0])
@@ -244,11 +278,12 @@ class PCNetwork(nnx.Module):
         return jnp.concatenate([first[None], zs], axis=0)
 
 
-def build_network(graph: Graph, table: dict[str, EdgeParam], seed, dtype=jnp.float32) -> PCNetwork:
-    """Instantiate the network's modules with weights drawn from ``seed`` (an int or a key)."""
+def build_network(graph: Graph, table: dict[str, EdgeParam], seed, dtype=None) -> PCNetwork:
+    """Instantiate the network's modules with weights drawn from ``seed`` (an int or a key); ``dtype``
+    defaults to the graph's (``model.dtype``)."""
     return PCNetwork(graph, table, nnx.Rngs(params=seed), dtype=dtype)
 
 
-def abstract_network(graph: Graph, table: dict[str, EdgeParam], dtype=jnp.float32) -> PCNetwork:
+def abstract_network(graph: Graph, table: dict[str, EdgeParam], dtype=None) -> PCNetwork:
     """The network's structure with shape-only weights (no random numbers drawn, nothing compiled)."""
     return nnx.eval_shape(lambda: build_network(graph, table, 0, dtype))

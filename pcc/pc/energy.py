@@ -24,7 +24,7 @@ costs one back-projection pass and one prediction pass.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +46,9 @@ def node_energy(graph: Graph, node: Node, z: jax.Array, err: jax.Array,
                 log_precision: jax.Array | None = None) -> jax.Array:
     """λ_n E_n per sample from the value z_n and the error e_n = z_n − μ_n: shape ``(B,)``, or ``(R, B)``
     for a stacked node. ``½‖e‖²``, or at a cross-entropy output ``−Σ z log softmax(μ)`` with μ = z − e.
-    With a learned ``log_precision``: λ_n ½‖e‖² − ½ d_n log λ_n."""
+    With a learned ``log_precision``: λ_n ½‖e‖² − ½ d_n log λ_n. Computed and reduced in float32 whatever the
+    storage dtype of z and e (``model.dtype``)."""
+    z, err = z.astype(jnp.float32), err.astype(jnp.float32)
     if node.name == OUTPUT and graph.output_energy == "cross_entropy":
         e = -jnp.sum(z * jax.nn.log_softmax(z - err, axis=-1), axis=-1)
     else:
@@ -71,6 +73,21 @@ def errors(net: PCNetwork, values: Values) -> Errors:
     return err
 
 
+def carry_errors(net: PCNetwork, old: Values, new: Values, err: Errors, moved: Iterable[str]) -> Errors:
+    """The errors at ``new`` from those at ``old``: e + Δe with Δe from the changes of the ``moved`` (free)
+    nodes' values (:meth:`PCNetwork.error_change`), so a node whose sources and value did not change keeps its
+    error bit for bit, and a tiny true change keeps its own relative precision instead of drowning in the
+    rounding of μ.
+    Recomputed from scratch where μ is not linear in φ of its sources (``phi_w``) and in bidirectional PC."""
+    if net.graph.ordering != "w_phi" or net.graph.bidirectional:
+        return errors(net, new)
+    unmoved = {n: None for n in new if n not in moved}
+    dz = {n: new[n] - old[n] for n in moved} | unmoved
+    dphi = {n: net._phi(n)(new[n]) - net._phi(n)(old[n]) for n in moved} | unmoved
+    return {n.name: (err[n.name] + net.error_change(n.name, dz, dphi)).astype(net.dtype)
+            for n in net.graph.energy_nodes}
+
+
 def layer_energies(graph: Graph, values: Values, err: Errors, logp: LogPrecisions | None = None) -> jax.Array:
     """Per weight layer and sample, shape ``(L, B)``, in the order of ``graph.layer_labels``."""
     rows = []
@@ -86,7 +103,7 @@ def layer_energies(graph: Graph, values: Values, err: Errors, logp: LogPrecision
 def bidirectional_energy(graph: Graph, top_down: jax.Array, bottom_up_err: jax.Array) -> jax.Array:
     """Layer l's energy in bidirectional PC: α_f λ_l E_l + α_b ½‖z_{l−1} − g_l(z_l)‖² per sample."""
     alpha_f, alpha_b = graph.bidirectional
-    return alpha_f * top_down + alpha_b * 0.5 * jnp.sum(jnp.square(bottom_up_err), axis=-1)
+    return alpha_f * top_down + alpha_b * 0.5 * jnp.sum(jnp.square(bottom_up_err.astype(jnp.float32)), axis=-1)
 
 
 def total(graph: Graph, values: Values, err: Errors, logp: LogPrecisions | None = None) -> jax.Array:

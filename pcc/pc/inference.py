@@ -37,6 +37,13 @@ class Relaxation:
     aux: Callable[[Any], Any]
     rms: Callable[[Any], jax.Array]
     scale: float = 1.0
+    carry: Callable[[Any, Any, Any], Any] | None = None
+    """``carry(s_old, s_new, aux_old)``: aux at s_new from its change (a discrete loop's step), where that is
+    exact and better conditioned than recomputing ``aux(s_new)`` (see :func:`pcc.pc.energy.carry_errors`)."""
+
+    def next_aux(self, old: Any, new: Any, aux: Any) -> Any:
+        """aux at ``new`` after a step from ``old``."""
+        return self.aux(new) if self.carry is None else self.carry(old, new, aux)
 
     def residual(self, g: Any) -> jax.Array:
         """‖∇F_i‖_rms per sample (the convention's scale undone)."""
@@ -49,7 +56,7 @@ class StepSolver:
     def relax(self, problem: Relaxation, s: Any, aux: Any, *, steps: int, tol: float | None):
         def advance(c, g):
             z, state = self.update(g, c[1], c[0])
-            return z, state, problem.aux(z)
+            return z, state, problem.next_aux(c[0], z, c[2])
 
         (s, _, aux), taken = settle(lambda c: problem.grad(c[0], c[2]), advance, (s, self.init(s), aux),
                                     steps=steps, tol=tol, residual=problem.residual)
@@ -110,14 +117,16 @@ def initial_activities(mode: str, forward: Activities, key: jax.Array, std: floa
     if mode == "zeros":
         return jax.tree.map(jnp.zeros_like, forward)
     keys = jax.random.split(key, len(forward))
-    return {n: std * jax.random.normal(k, v.shape, v.dtype) for (n, v), k in zip(sorted(forward.items()), keys)}
+    return {n: (std * jax.random.normal(k, v.shape)).astype(v.dtype)  # drawn in float32 whatever the dtype
+            for (n, v), k in zip(sorted(forward.items()), keys)}
 
 
 # ------------------------------------------------------------------------------------------- loop
 def per_sample_rms(g: Activities, stacked: frozenset[str]) -> jax.Array:
-    """‖g_i‖_rms for each sample i (the batch axis is 1 for stacked nodes, 0 otherwise)."""
+    """‖g_i‖_rms for each sample i (the batch axis is 1 for stacked nodes, 0 otherwise), in float32."""
     total, count = 0.0, 0
     for name, gi in g.items():
+        gi = gi.astype(jnp.float32)
         axes = tuple(a for a in range(gi.ndim) if a != (1 if name in stacked else 0))
         total = total + jnp.sum(jnp.square(gi), axis=axes)
         count += gi.size // gi.shape[1 if name in stacked else 0]

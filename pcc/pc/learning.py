@@ -93,6 +93,7 @@ class Program:
     tx: optax.GradientTransformation
     clamps: Mapping[str, Clamp] | None = None
     state: str = "activities"
+    carry_errors: bool = False  # a discrete solver carries the errors by their changes (``inference.errors``)
 
     def __post_init__(self):
         if self.clamps is None:
@@ -140,24 +141,26 @@ class Program:
 
         The feedforward pass starts from the clamped root, or from a free root at N(0, init_std²) (zeros
         under ``init: zeros``). Under the feedforward initialisation every free node's error is exactly 0 and
-        the output's is its clamped value − ŷ, so no prediction pass is spent on them."""
+        the output's is its clamped value − ŷ, so no prediction pass is spent on them. Free activities and
+        errors are in the network's dtype (``model.dtype``); clamped data keep theirs."""
         net = self.net(params)
+        dtype = net.dtype
         if INPUT in self.clamps:
             root = self.data(INPUT, x, y)
         else:
             shape = (x.shape[0], self.graph.input.width)
-            root = (jnp.zeros(shape, x.dtype) if self.init == "zeros"
-                    else self.init_std * jax.random.normal(jax.random.fold_in(key, 1), shape, x.dtype))
+            root = (jnp.zeros(shape, dtype) if self.init == "zeros"
+                    else (self.init_std * jax.random.normal(jax.random.fold_in(key, 1), shape)).astype(dtype))
         fwd = net.forward(root)
         loss = E.output_loss(net, fwd[OUTPUT], self.data(OUTPUT, x, y))
-        free = {n: fwd[n] for n in self.free_names()}
+        free = {n: fwd[n].astype(dtype) for n in self.free_names()}
         if self.init == "amortised":
             guess = net.amortise(self.data(self.graph.x_node.name, x, y))
             free = {n: guess[n] for n in free}
             return free, self.errors(params, free, x, y), loss
         if self.init == "forward" and not self.graph.bidirectional:  # bottom-up errors are not 0 here
-            err = {n.name: jnp.zeros_like(fwd[n.name]) for n in self.graph.energy_nodes}
-            err[OUTPUT] = self.values(free, x, y)[OUTPUT] - fwd[OUTPUT]
+            err = {n.name: jnp.zeros(fwd[n.name].shape, dtype) for n in self.graph.energy_nodes}
+            err[OUTPUT] = (self.values(free, x, y)[OUTPUT] - fwd[OUTPUT]).astype(dtype)
             return free, err, loss
         free = initial_activities(self.init, free, key, self.init_std)
         return free, self.errors(params, free, x, y), loss
@@ -216,7 +219,8 @@ class Program:
         with respect to the amortiser's parameters (every other leaf 0)."""
         def loss(p):
             guess = self.net(p).amortise(self.data(self.graph.x_node.name, x, y))
-            return sum(0.5 * jnp.sum(jnp.square(jax.lax.stop_gradient(z) - guess[n])) for n, z in free.items())
+            return sum(0.5 * jnp.sum(jnp.square((jax.lax.stop_gradient(z) - guess[n]).astype(jnp.float32)))
+                       for n, z in free.items())
 
         return jax.tree.map(lambda g: g / x.shape[0], jax.grad(loss)(params))
 
@@ -240,19 +244,22 @@ class Program:
 
     def relaxation(self, params, x, y) -> Relaxation:
         """The gradient flow of the energy over the free activities at fixed weights."""
+        net = self.net(params)
+        carry = (lambda old, new, err: E.carry_errors(net, self.values(old, x, y), self.values(new, x, y), err, old)
+                 ) if self.carry_errors else None
         return Relaxation(grad=lambda z, err: self.activity_grad(params, z, x, y, err),
-                          aux=lambda z: self.errors(params, z, x, y), rms=self.rms, scale=self.grad_scale)
+                          aux=lambda z: self.errors(params, z, x, y), rms=self.rms, scale=self.grad_scale, carry=carry)
 
     # ePC: the state is the errors ε of the free nodes (the value itself for a free root)
     def from_errors(self, params, eps: Activities, x, y) -> tuple[Activities, E.Errors]:
         """(free activities, errors) of the error state ε: z_n = μ_n(z) + ε_n by one forward pass."""
         offsets = {n: e for n, e in eps.items() if n != INPUT}
         fwd = self.net(params).forward(eps[INPUT] if INPUT in eps else self.data(INPUT, x, y), offsets)
-        free = {n: fwd[n] for n in self.free_names()}
+        free = {n: fwd[n].astype(self.graph.dtype) for n in self.free_names()}
         values = self.values(free, x, y)
         err = {n.name: offsets[n.name] if n.name in offsets and n.name not in self.clamps
                else values[n.name] - (fwd[n.name] - offsets.get(n.name, 0.0)) for n in self.graph.energy_nodes}
-        return free, err
+        return free, {n: e.astype(self.graph.dtype) for n, e in err.items()}
 
     def error_relaxation(self, params, x, y) -> Relaxation:
         """The gradient flow of F(z(ε)) over the error state ε (∇_ε F is backprop through the forward pass)."""
@@ -300,7 +307,7 @@ def layer_grad_norms(graph: Graph, grads) -> jax.Array:
                 if leaf is None:
                     continue
                 axes = tuple(range(1, leaf.ndim)) if node.repeat > 1 else None
-                sq = sq + jnp.sum(jnp.square(leaf), axis=axes)
+                sq = sq + jnp.sum(jnp.square(leaf.astype(jnp.float32)), axis=axes)
         rows.append(jnp.sqrt(sq))
     return jnp.concatenate(rows)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from pcc.spec.models import OPTIMIZER_FIELDS, Nudge, OptimizerSpec, Schedule
@@ -49,6 +50,34 @@ def scale_by_tree(scales: Any) -> optax.GradientTransformation:
         return jax.tree.map(lambda u, s: u * s, updates, scales), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+class MasterState(NamedTuple):
+    """State of :func:`with_float32_master`: the float32 master weights and the inner optimiser's state."""
+
+    master: Any
+    inner: Any
+
+
+def with_float32_master(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """Mixed precision for low-precision weights (``model.dtype: bfloat16``): ``tx`` runs in float32 on a
+    float32 master copy of the weights kept in the optimiser state; each update moves the low-precision
+    weights to the new master (``optax.apply_updates`` rounds p + (master − p) = master into p's dtype), so
+    steps smaller than the weights' resolution accumulate in the master instead of being rounded away."""
+    f32 = lambda tree: jax.tree.map(lambda a: a.astype(jnp.float32), tree)
+
+    def init(params):
+        master = f32(params)
+        return MasterState(master, tx.init(master))
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("with_float32_master needs the current params in update()")
+        inner_updates, inner = tx.update(f32(updates), state.inner, state.master)
+        master = optax.apply_updates(state.master, inner_updates)
+        return jax.tree.map(lambda m, p: m - p.astype(jnp.float32), master, params), MasterState(master, inner)
+
+    return optax.GradientTransformation(init, update)
 
 
 def make_beta_schedule(nudge: Nudge, total_steps: int):

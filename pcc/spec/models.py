@@ -102,7 +102,7 @@ class ResidualOp(Strict):
     """A residual layer: ``z_l = a W φ(z_{l-1}) + z_{l-1}`` (an identity skip beside the dense edge)."""
 
     width: int | None = Field(None, gt=0)
-    """Number of units; must equal the width of the layer it follows (the skip is an identity)."""
+    """Number of units (default: the width of the layer it follows, which the identity skip requires)."""
     activation: Activation | None = None
     """Nonlinearity of this node (default: ``model.activation``)."""
     bias: bool | None = None
@@ -228,6 +228,22 @@ class Model(Strict):
     """Add a bottom-up energy with weights α_f, α_b (bidirectional PC; absent: off)."""
     latent_width: int | None = Field(None, gt=0)
     """Width of the free input node (the latent) of ``mode: unsupervised``."""
+    matmul_precision: Literal["highest", "high", "default"] = "highest"
+    """Precision of every float32 matmul pcc emits (JAX's ``default_matmul_precision`` levels): ``highest``:
+    true float32; ``high``: TF32 or bf16×3 where the backend has them; ``default``: the backend's fastest
+    (JAX's own default; TF32 on NVIDIA Ampere and later). With ``default`` a GPU run stops matching the CPU
+    beyond ~1e-3 relative, and μPC with Adam is sensitive to rounding-level disagreements between the
+    feedforward initialisation and the energy's predictions: lower it only for speed, knowingly."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Storage dtype of weights and activities. ``bfloat16``: weights, activities and prediction errors are
+    bfloat16 and each matmul takes bfloat16 inputs with float32 accumulation; energies, losses, metrics and
+    reductions stay float32, and the weight optimiser keeps its state and a float32 master copy of the weights
+    (each step updates the master and rounds it into the bfloat16 weights, so steps below bfloat16's
+    resolution are not lost). Meant for accelerators with bfloat16 matmul units (on CPUs it is no faster).
+    bfloat16 keeps 8 significant bits, and near equilibrium a prediction error is a small difference of
+    activities: with ``inference.state: activities`` the errors, and so the weight gradients, carry ~2⁻⁹‖z‖
+    of rounding (10–20 % off on small linear chains, energies within ~1e-2); ``inference.state: errors``
+    stores the errors themselves and reaches the float32 equilibrium to ~1e-2."""
     layers: list[Layer] | None = None
     """The chain shorthand: input → layers → output. The last layer is the output node."""
     graph: dict[str, GraphNode] | None = None
@@ -356,6 +372,15 @@ class Inference(Strict):
     energy and equilibria in other coordinates: the output error stays penalised, and a gradient step moves
     error information through the whole network at once (the activity gradient is backprop through the
     forward pass). The weight gradient is PC's, at the activities the errors give; ``tol`` tests ‖∇_ε F‖_rms."""
+    errors: Literal["auto", "carried", "recomputed"] = "auto"
+    """How a discrete solver (``gd``, ``optax``) updates the prediction errors after each activity step.
+    ``carried``: by their change, e + Δz − a Δφ(h) W − Δh: exact, and a node inference has not reached keeps an
+    error of exactly 0 however the backend rounds. ``recomputed``: e = z − μ afresh, one φ pass less per step
+    (up to ~25 % faster with tanh-like activations), but where the feedforward initialisation and the energy's
+    predictions round differently (another backend's kernels, TF32) the unreached layers hold rounding noise as
+    error, which Adam-trained μPC amplifies into divergence (examples/rounding.py). ``auto``: ``carried``
+    wherever it applies (``ordering: w_phi``, no bidirectional energy, ``state: activities``) in float32, else
+    ``recomputed`` (in bfloat16 a carried error drifts from z − μ by its own rounding, step after step)."""
     ode: ODE | None = None
     """Integrator of ``solver: ode`` (default: heun with a pid controller)."""
 
@@ -493,6 +518,11 @@ class Run(Strict):
     """Parent folder of run folders (``runs/<name>-<timestamp>/``)."""
     log_every: int = Field(10, gt=0)
     """Write a metrics row every N train steps."""
+    alignment_every: int | None = Field(None, gt=0)
+    """Every N train steps, log per weight layer the cosine and the norm ratio between the PC weight gradient
+    and the backprop gradient of the same loss on that step's batch, before its update (``kind: alignment``
+    rows: ``align_cos/<layer>``, ``align_ratio/<layer>``; as ``pcc diagnose`` measures them). Off by default:
+    it costs one more inference and one backprop pass when it fires."""
     checkpoint_every_epochs: int = Field(1, ge=0)
     """Checkpoint after every N epochs (0: only at the end)."""
     keep: int = Field(2, gt=0)
@@ -686,3 +716,41 @@ def _bidirectional(s: Spec) -> bool:
     return s.model.bidirectional is not None and (
         s.model.graph is not None or s.model.mode != "discriminative" or s.learning.algorithm == "bp"
         or s.inference.state != "activities" or s.learning.nudge is not None)
+
+
+@unsupported("run", "alignment_every", says=(
+    "`run.alignment_every` compares the PC weight gradient with backprop's; `algorithm: bp` has no PC gradient: "
+    "use `pc` or `ipc`, or drop `alignment_every`"))
+def _alignment_bp(s: Spec) -> bool:
+    return s.run.alignment_every is not None and s.learning.algorithm == "bp"
+
+
+@unsupported("run", "alignment_every", says=(
+    "`run.alignment_every` backpropagates the feedforward loss from the clamped input, and `mode: unsupervised` "
+    "has none (its root is a free latent): alignment supports `mode: discriminative` and `generative`"))
+def _alignment_unsupervised(s: Spec) -> bool:
+    return s.run.alignment_every is not None and s.model.mode == "unsupervised"
+
+
+@unsupported("inference", "errors", says=(
+    "`inference.errors: carried` needs μ linear in φ of its sources (`model.ordering: w_phi`), no bidirectional "
+    "energy, the activities as the state (`inference.state: activities`) and a discrete solver (`gd` or `optax`); "
+    "use `errors: auto` or `recomputed` here"))
+def _errors_cannot_carry(s: Spec) -> bool:
+    return s.inference.errors == "carried" and not carries_errors(s)
+
+
+def carries_errors(s: Spec) -> bool:
+    """Whether inference carries the errors by their changes (``inference.errors``)."""
+    applies = (s.model.ordering == "w_phi" and s.model.bidirectional is None and s.inference.state == "activities"
+               and s.inference.solver != "ode")
+    return applies and (s.inference.errors == "carried" or s.inference.errors == "auto" and s.model.dtype == "float32")
+
+
+@unsupported("model", "dtype", says=(
+    "`model.dtype: bfloat16` supports `inference.solver: gd` and `optax`, not `ode`: diffrax integrates in float32 "
+    "(its time steps promote a bfloat16 state) and the pid controller's tolerances (default 1e-3) lie below "
+    "bfloat16's resolution (2⁻⁸ ≈ 4e-3), so its error control would be noise; use `model.dtype: float32` with "
+    "`solver: ode`, or `solver: gd` in bfloat16"))
+def _bfloat16_ode(s: Spec) -> bool:
+    return s.model.dtype != "float32" and s.inference.solver == "ode"
