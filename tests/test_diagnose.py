@@ -99,6 +99,24 @@ def test_pc_bp_cosine_at_equilibrium_matches_the_closed_form():
     assert diag.spectrum.method == "analytic"
 
 
+def test_ode_inference_is_diagnosed_without_a_trajectory(tmp_path):
+    """ODE inference has no discrete steps to record: the diagnosis leaves the trajectory out (saying so) and
+    still reaches the closed-form equilibrium and its PC-vs-BP cosines."""
+    m = linear_resnet(N=8, H=3, solver="ode", steps=200, ode={"rtol": 1e-6, "atol": 1e-6, "max_steps": 20000})
+    state = m.init()
+    x, y = batch(4, 8, D, C, classes=False)
+    diag = diagnose(m, state, x, y)
+    chain = linear_chain(m, state.params)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    pc, bp = T.pc_weight_gradients_at_equilibrium(chain, x64, y64), T.bp_weight_gradients(chain, x64, y64)
+    assert diag.trajectory is None and any("ODE" in note for note in diag.notes)
+    assert diag.to_dict()["trajectory"] is None
+    assert diag.linear.z_max_abs_diff < 1e-2
+    assert diag.linear.energy_numerical == pytest.approx(diag.linear.energy_closed_form, rel=1e-5)
+    assert [layer.cosine for layer in diag.layers] == pytest.approx(T.layer_cosines(pc, bp), abs=1e-3)
+    assert plot_diagnosis(diag, tmp_path / "d.png").stat().st_size > 0
+
+
 def test_steps_to_tolerance_is_monotone_and_matches_the_compiled_loop():
     m = linear_resnet(steps=400, tol=1e-3)
     state = m.init()

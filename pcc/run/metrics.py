@@ -1,10 +1,14 @@
 """The metrics files of a run: ``metrics.jsonl`` (one JSON object per row) and ``metrics.csv`` (the same rows).
 
-A row is a train row (``kind: train``, written every ``run.log_every`` steps and at the last step) or an
-eval row (``kind: eval``, the test split). Columns: kind, step, epoch (progress in epochs, step / steps per
+A row is a train row (``kind: train``, written every ``run.log_every`` steps and at the last step), an
+eval row (``kind: eval``, the test split) or an alignment row (``kind: alignment``, every
+``run.alignment_every`` steps when set). Columns: kind, step, epoch (progress in epochs, step / steps per
 epoch), wall (seconds of training so far), loss, accuracy (eval rows of classification data),
 energy_init, energy_final, steps (inference steps taken), ``energy/<layer>`` and ``grad_norm/<layer>`` per
-weight layer. A column a row lacks is empty in the CSV and absent from the JSON line. numpy and json only.
+weight layer; alignment rows: ``align_cos`` and ``align_ratio`` (cos(g_PC, g_BP) and ‖g_PC‖ / ‖g_BP‖ over all
+weight layers) and ``align_cos/<layer>``, ``align_ratio/<layer>`` per weight layer, for the update of step
+``step`` (see :func:`pcc.theory.diagnose.alignment`; null where a gradient is 0). A column a row lacks is
+empty in the CSV and absent from the JSON line. numpy and json only.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ JSONL, CSV = "metrics.jsonl", "metrics.csv"
 BASE_COLUMNS = ("kind", "step", "epoch", "wall", "loss", "accuracy", "energy_init", "energy_final", "steps")
 
 
-def columns(layer_labels: Sequence[str]) -> list[str]:
-    """Every column of a run with these weight layers, in CSV order."""
-    return [*BASE_COLUMNS, *(f"energy/{l}" for l in layer_labels), *(f"grad_norm/{l}" for l in layer_labels)]
+def columns(layer_labels: Sequence[str], alignment: bool = False) -> list[str]:
+    """Every column of a run with these weight layers (and alignment rows), in CSV order."""
+    align = ["align_cos", "align_ratio", *(f"align_cos/{l}" for l in layer_labels),
+             *(f"align_ratio/{l}" for l in layer_labels)] if alignment else []
+    return [*BASE_COLUMNS, *(f"energy/{l}" for l in layer_labels), *(f"grad_norm/{l}" for l in layer_labels),
+            *align]
 
 
 def train_row(metrics: Any, labels: Sequence[str], *, step: int, epoch: float, wall: float) -> Row:
@@ -45,6 +52,11 @@ def eval_row(result: Any, *, step: int, epoch: float, wall: float) -> Row:
     if getattr(result, "energy", None) is not None:  # modes that infer at test time: F after inference
         row["energy_final"] = float(result.energy)
     return row if result.accuracy is None else {**row, "accuracy": float(result.accuracy)}
+
+
+def alignment_row(values: Mapping[str, float | None], *, step: int, epoch: float, wall: float) -> Row:
+    """An alignment row from :meth:`pcc.theory.diagnose.Alignment.metrics`."""
+    return {"kind": "alignment", "step": step, "epoch": epoch, "wall": wall, **values}
 
 
 def finite(row: Mapping[str, Any], keys: Iterable[str] = ("loss", "energy_init", "energy_final")) -> bool:

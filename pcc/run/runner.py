@@ -9,7 +9,9 @@ position (epoch, batch index within it, step), so a resumed run replays exactly 
 uninterrupted run would have seen, and writes the same metrics rows.
 
 Cadence: a train row every ``run.log_every`` steps and at the last step (the only host syncs inside an
-epoch, besides evaluation); an evaluation every ``eval.every_steps`` steps, after every
+epoch, besides evaluation and alignment); an alignment row every ``run.alignment_every`` steps when set
+(the PC-vs-BP gradient alignment of that step's update, measured on its batch from the state before the
+step, :func:`pcc.theory.diagnose.alignment`); an evaluation every ``eval.every_steps`` steps, after every
 ``eval.every_epochs`` epochs and at the end; a checkpoint every ``run.checkpoint_every_epochs`` epochs, at
 the end and on Ctrl-C. The best checkpoint is the best among the evaluated checkpoints.
 
@@ -44,6 +46,7 @@ from pcc.run.checkpoint import Checkpoints, Position, all_finite, to_arrays
 from pcc.run.metrics import (
     MetricsLog,
     Row,
+    alignment_row,
     columns,
     eval_row,
     finite,
@@ -258,7 +261,8 @@ class _Trainer:
                     "run's own spec.yaml")
         else:
             self.state, self.pos = self.model.init(), Position(steps_per_epoch=self.nb)
-        self.log = MetricsLog(run_dir, columns(self.labels), keep=self.pos.rows)
+        self.log = MetricsLog(run_dir, columns(self.labels, alignment=bool(self.spec.run.alignment_every)),
+                              keep=self.pos.rows)
 
     # ------------------------------------------------------------------------------------- the loop
     def run(self, show: bool) -> Summary:
@@ -285,6 +289,7 @@ class _Trainer:
                                  epoch=epoch, start=self.pos.batch):
                 if stop.requested:
                     raise KeyboardInterrupt
+                align = self._alignment(batch)  # from the state before the step: train_step donates it
                 start = perf_counter()
                 self.state, metrics = self.model.train_step(self.state, batch)
                 self.pos = replace(self.pos, batch=self.pos.batch + 1, step=self.pos.step + 1)
@@ -292,16 +297,28 @@ class _Trainer:
                     jax.block_until_ready(metrics.loss)
                     self.compile_time += perf_counter() - start
                     self._first_step = False
-                self._after_step(metrics, bar)
+                self._after_step(metrics, bar, align)
             self._end_epoch(epoch, bar)
 
-    def _after_step(self, metrics: Any, bar: Bar) -> None:
+    def _alignment(self, batch: tuple[np.ndarray, np.ndarray]) -> dict[str, float | None] | None:
+        """The alignment metrics of the coming step's update, when the step is on the ``alignment_every``
+        cadence (else None)."""
+        every = self.spec.run.alignment_every
+        if not every or (self.pos.step + 1) % every:
+            return None
+        from pcc.theory.diagnose import alignment
+
+        return alignment(self.model, self.state, *batch).metrics()
+
+    def _after_step(self, metrics: Any, bar: Bar, align: dict[str, float | None] | None = None) -> None:
         step, row = self.pos.step, None
         if step % self.spec.run.log_every == 0 or step == self.total:
             row = train_row(jax.device_get(metrics), self.labels, step=step, epoch=self._epoch(), wall=self._wall())
             self._write(row)
             if not finite(row):
                 raise DivergenceError(self._diverged(f"loss or energy (loss {row['loss']}, energy {row['energy_final']})"))
+        if align is not None:
+            self._write(alignment_row(align, step=step, epoch=self._epoch(), wall=self._wall()))
         bar.update(step, self._epoch(), row)
         every = self.spec.eval.every_steps
         if every and step % every == 0:

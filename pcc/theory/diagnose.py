@@ -13,11 +13,17 @@ Everything is derived from the compiled program's one energy F (THEORY.md §5):
   g_BP = ∇_θ mean_i ℓ(f(x_i), y_i) of the feedforward loss: cos(g_PC, g_BP) and ‖g_PC‖ / ‖g_BP‖;
 - **linear chains**: the closed forms F* = ½ r S⁻¹ rᵀ, ‖S − I‖₂ and z* beside the numerical values.
 
+:func:`alignment` is the PC-vs-BP part alone, one jitted XLA program per compiled spec and batch shape (the
+runner logs it every ``run.alignment_every`` train steps). BP runs forward from the clamped input as
+``algorithm: bp`` does (x → y; y → x in ``mode: generative``); ``mode: unsupervised`` has no clamped input
+to backprop from and is refused.
+
 Layers follow ``graph.layer_labels``: one per weight layer, the copies of a stacked node separately.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -30,8 +36,9 @@ import numpy as np
 from flax import nnx
 
 from pcc.errors import PccError
-from pcc.ir.graph import OUTPUT, Graph, Node
+from pcc.ir.graph import INPUT, OUTPUT, Graph, Node
 from pcc.pc import energy as E
+from pcc.pc.learning import InferenceResult
 from pcc.theory import linear as T
 from pcc.theory.network import linear_chain
 
@@ -89,6 +96,43 @@ class LayerReport:
 
 
 @dataclass(frozen=True)
+class Alignment:
+    """The PC weight gradient g_PC against the BP gradient g_BP on one batch: per weight layer (one copy of a
+    stacked node each, ``graph.layer_labels`` order) and over all layers. NaN where a norm is 0."""
+
+    labels: tuple[str, ...]
+    pc_norms: np.ndarray  # (L,) ‖g_PC,l‖
+    bp_norms: np.ndarray  # (L,) ‖g_BP,l‖
+    cosines: np.ndarray  # (L,) cos(g_PC,l, g_BP,l)
+    ratios: np.ndarray  # (L,) ‖g_PC,l‖ / ‖g_BP,l‖
+    cosine: float  # cos(g_PC, g_BP) over all layers
+    norm_ratio: float  # ‖g_PC‖ / ‖g_BP‖ over all layers
+
+    @classmethod
+    def from_sums(cls, labels, sums) -> "Alignment":
+        """From :func:`layer_sums` of (g_PC, g_BP) (float64 on the host from here on)."""
+        dot, a_sq, b_sq, a_max, b_max = (np.asarray(v, np.float64) for v in sums)
+        pc, bp = a_max * np.sqrt(a_sq), b_max * np.sqrt(b_sq)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cos = np.where((pc > 0) & (bp > 0), dot / np.sqrt(a_sq * b_sq), np.nan)
+            ratio = np.where(bp > 0, pc / bp, np.nan)
+        pc_all, bp_all = float(np.sqrt(np.sum(pc ** 2))), float(np.sqrt(np.sum(bp ** 2)))
+        dot_all = float(np.sum(a_max * b_max * dot))
+        return cls(tuple(labels), pc, bp, cos, ratio,
+                   dot_all / (pc_all * bp_all) if pc_all > 0 and bp_all > 0 else math.nan, _ratio(pc_all, bp_all))
+
+    def metrics(self) -> dict[str, float | None]:
+        """``align_cos`` and ``align_ratio`` over all layers, then ``align_cos/<layer>`` and
+        ``align_ratio/<layer>`` per layer (metrics-row keys); non-finite values are None."""
+        def num(v) -> float | None:
+            return float(v) if math.isfinite(v) else None
+
+        return {"align_cos": num(self.cosine), "align_ratio": num(self.norm_ratio),
+                **{f"align_cos/{l}": num(c) for l, c in zip(self.labels, self.cosines)},
+                **{f"align_ratio/{l}": num(r) for l, r in zip(self.labels, self.ratios)}}
+
+
+@dataclass(frozen=True)
 class LinearCheck:
     """Closed forms of a linear chain beside the numerical inference."""
 
@@ -106,7 +150,7 @@ class Diagnosis:
     free_units: int  # free activities per sample
     inference_steps: int  # steps the compiled inference took
     spectrum: Spectrum | None
-    trajectory: Trajectory
+    trajectory: Trajectory | None  # None under ODE inference (no discrete steps to record)
     layers: tuple[LayerReport, ...]
     cosine: float  # cos(g_PC, g_BP) over all layers
     norm_ratio: float  # ‖g_PC‖ / ‖g_BP‖ over all layers
@@ -115,7 +159,8 @@ class Diagnosis:
 
     def to_dict(self) -> dict[str, Any]:
         out = _plain(asdict(self))
-        out["trajectory"]["steps_to_tol"] = self.trajectory.steps_to_tol
+        if self.trajectory is not None:
+            out["trajectory"]["steps_to_tol"] = self.trajectory.steps_to_tol
         return out
 
 
@@ -165,6 +210,34 @@ def layer_vectors(graph: Graph, tree) -> list[np.ndarray]:
     return out
 
 
+def layer_sums(graph: Graph, a, b) -> tuple[jax.Array, ...]:
+    """Per weight layer of two params-shaped trees (the entries :func:`layer_vectors` takes; per copy of a
+    stacked node), with â = a / max|a| and b̂ = b / max|b| layer by layer: (Σ â·b̂, Σ â², Σ b̂², max|a|, max|b|),
+    each (L,) in ``graph.layer_labels`` order. jnp, so it runs inside jit and only 5·L numbers leave the device;
+    the rescaling keeps float32 sums exact enough for gradients far below 1 (a deep layer's PC gradient), so
+    cosines and norms match float64 sums of the same float32 gradients."""
+    pa, pb = nnx.to_pure_dict(a)["edges"], nnx.to_pure_dict(b)["edges"]
+    out = []
+    for node in graph.energy_nodes:
+        pairs = [(leaf.astype(jnp.float32), pb[node.name][src][name].astype(jnp.float32))
+                 for src, leaves in pa.get(node.name, {}).items() for name, leaf in leaves.items() if leaf is not None]
+
+        def per_copy(reduce, v):  # (R,) for a stacked node, (1,) otherwise
+            return reduce(v, axis=tuple(range(1, v.ndim))) if node.repeat > 1 else reduce(v)[None]
+
+        def scaled(v, s):
+            s = jnp.where(s > 0, s, 1.0)
+            return v / (s.reshape((-1,) + (1,) * (v.ndim - 1)) if node.repeat > 1 else s[0])
+
+        zero = jnp.zeros((node.repeat,))
+        a_max = functools.reduce(jnp.maximum, (per_copy(jnp.max, jnp.abs(u)) for u, _ in pairs), zero)
+        b_max = functools.reduce(jnp.maximum, (per_copy(jnp.max, jnp.abs(v)) for _, v in pairs), zero)
+        hats = [(scaled(u, a_max), scaled(v, b_max)) for u, v in pairs]
+        out.append([sum((per_copy(jnp.sum, f(u, v)) for u, v in hats), zero) for f in
+                    (lambda u, v: u * v, lambda u, v: u * u, lambda u, v: v * v)] + [a_max, b_max])
+    return tuple(jnp.concatenate(col) for col in zip(*out))
+
+
 def cosine(u: np.ndarray, v: np.ndarray) -> float:
     """u·v / (‖u‖ ‖v‖); NaN when either is 0."""
     nu, nv = np.linalg.norm(u), np.linalg.norm(v)
@@ -204,7 +277,7 @@ def autodiff_spectrum(compiled, params, x, y, samples: int = 1) -> Spectrum:
     def hessian(params, v, xi, yi):
         return jax.hessian(lambda u: program.total_energy(params, unpack(graph, u[None]), xi, yi).sum())(v)
 
-    forward = program.net(params).forward(jnp.asarray(x[:samples]))
+    forward = program.net(params).forward(_root(program, x[:samples], y[:samples]))
     flat = pack(graph, forward)
     spectra = [np.linalg.eigvalsh(np.asarray(hessian(params, flat[i], x[i:i + 1], y[i:i + 1]), np.float64))
                for i in range(len(flat))]
@@ -287,20 +360,59 @@ def trajectory(compiled, state, x, y, *, max_steps: int | None = None, tol: floa
 
 
 # ---------------------------------------------------------------------------------------- learning
+def _root(program, x, y) -> jax.Array:
+    """The batch slot the input node is clamped to (x; y in ``mode: generative``): where BP runs forward from."""
+    if INPUT not in program.clamps:
+        raise PccError("PC-vs-BP alignment backpropagates the feedforward loss from the clamped input node, and "
+                       "`mode: unsupervised` has none (its root is a free latent): use `mode: discriminative` or "
+                       "`generative`")
+    return program.data(INPUT, jnp.asarray(x), jnp.asarray(y))
+
+
 def bp_gradient(compiled, params, x, y):
-    """∇_θ mean_i ℓ(f(x_i), y_i): backprop of the feedforward loss (the output node's energy)."""
+    """∇_θ mean_i ℓ(f(root_i), target_i): backprop of the feedforward loss (the output node's energy) from the
+    clamped input to the clamped output, as ``algorithm: bp`` trains (x → y; y → x in ``mode: generative``)."""
+    program = compiled.program
+    root, target = _root(program, x, y), program.data(OUTPUT, x, y)
+
     def loss(p):
-        net = compiled.program.net(p)
-        return E.output_loss(net, net.forward(x)[OUTPUT], y).mean()
+        net = program.net(p)
+        return E.output_loss(net, net.forward(root)[OUTPUT], target).mean()
 
     return jax.grad(loss)(params)
 
 
 @partial(jax.jit, static_argnums=0)
-def _learning(compiled, params, free, x, y):
-    """(g_PC at ``free``, g_BP, the feedforward values) in one XLA program."""
-    _, pc = compiled.program.weight_grad(params, free, x, y)
-    return pc, bp_gradient(compiled, params, x, y), compiled.program.net(params).forward(x)
+def _forward(compiled, params, x, y):
+    return compiled.program.net(params).forward(_root(compiled.program, x, y))
+
+
+@partial(jax.jit, static_argnums=0)
+def _infer_and_align(compiled, state, x, y) -> tuple[InferenceResult, tuple[jax.Array, ...]]:
+    """The spec's inference from ``state`` (as ``compiled.infer``: same key, same result) and :func:`layer_sums`
+    of (g_PC, g_BP), in one XLA program. g_PC = ∇_θ mean_i F_i from the errors inference carries, exactly as
+    the pc train step takes it."""
+    from pcc.compiler import _step_key
+
+    p, params = compiled.program, state.params
+    free, err, _ = p.start(params, x, y, _step_key(state))
+    free, err, steps = p.settle(params, free, x, y, err)
+    _, pc = p.weight_grad(params, free, x, y, err)
+    layers = E.layer_energies(p.graph, p.values(free, x, y), err, p.log_precision(params))
+    sums = layer_sums(compiled.graph, pc, bp_gradient(compiled, params, x, y))
+    return InferenceResult(free, layers.sum(0), layers, steps), sums
+
+
+def alignment(compiled, state, x, y) -> Alignment:
+    """The PC weight gradient against the BP gradient on the batch (x, y), per weight layer.
+
+    g_PC = ∇_θ mean_i F_i at the activities the spec's inference reaches from ``state`` (the update
+    ``algorithm: pc`` takes from ``state`` on this batch, before the optimiser); g_BP = ∇_θ of the mean
+    feedforward loss (:func:`bp_gradient`). One XLA program per compiled spec and batch shape (inference, both
+    gradients and the per-layer sums); only 5·L numbers come back to the host."""
+    _root(compiled.program, x, y)  # refuse unsupervised with a PccError, not a trace-time traceback
+    _, sums = _infer_and_align(compiled, state, jnp.asarray(x), jnp.asarray(y))
+    return Alignment.from_sums(compiled.graph.layer_labels, jax.device_get(sums))
 
 
 def _linear_check(graph: Graph, chain: T.LinearChain, inferred: dict, energy: float, x, y) -> LinearCheck:
@@ -327,31 +439,35 @@ def diagnose(compiled, state, x, y, *, tol: float = 1e-3, max_steps: int | None 
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
     graph, program, params = compiled.graph, compiled.program, state.params
+    _root(program, x, y)  # unsupervised: refused before any work
     chain = _chain_or_none(compiled, params)
     spectrum, note = _spectrum(hessian, compiled, params, x, y, chain, hessian_samples)
 
-    result = compiled.infer(state, x, y)
+    result, sums = _infer_and_align(compiled, state, x, y)  # = compiled.infer(state, x, y), and the gradients
     inferred = result.activities
-    pc, bp, forward = _learning(compiled, params, inferred, x, y)
-    pc_v, bp_v = layer_vectors(graph, pc), layer_vectors(graph, bp)
+    align = Alignment.from_sums(graph.layer_labels, jax.device_get(sums))
     w_v = layer_vectors(graph, params)
-    fwd_l = per_layer(graph.energy_nodes, forward)
+    fwd_l = per_layer(graph.energy_nodes, _forward(compiled, params, x, y))
     inf_l = per_layer(graph.energy_nodes, program.values(inferred, x, y))
     energies = np.asarray(result.layer_energies).mean(axis=1)
     layers = tuple(
-        LayerReport(label, float(e), _rms(f), _rms(z), float(np.linalg.norm(w)), float(np.linalg.norm(g)),
-                    float(np.linalg.norm(b)), cosine(g, b), _ratio(np.linalg.norm(g), np.linalg.norm(b)))
-        for label, e, f, z, w, g, b in zip(graph.layer_labels, energies, fwd_l, inf_l, w_v, pc_v, bp_v)
+        LayerReport(label, float(e), _rms(f), _rms(z), float(np.linalg.norm(w)), float(g), float(b), float(c),
+                    float(r))
+        for label, e, f, z, w, g, b, c, r in zip(graph.layer_labels, energies, fwd_l, inf_l, w_v, align.pc_norms,
+                                                 align.bp_norms, align.cosines, align.ratios)
     )
-    pc_all, bp_all = np.concatenate(pc_v), np.concatenate(bp_v)
     energy = float(np.asarray(result.energy).mean())
+    discrete = hasattr(program.solver, "update")
+    notes = (note,) if note else ()
+    if not discrete:
+        notes += (f"ODE inference: no per-step trajectory; the solver accepted {int(result.steps)} steps",)
     return Diagnosis(
         batch=int(x.shape[0]), free_units=free_units(graph), inference_steps=int(result.steps),
-        spectrum=spectrum, trajectory=trajectory(compiled, state, x, y, max_steps=max_steps, tol=tol),
-        layers=layers, cosine=cosine(pc_all, bp_all),
-        norm_ratio=_ratio(np.linalg.norm(pc_all), np.linalg.norm(bp_all)),
+        spectrum=spectrum, trajectory=trajectory(compiled, state, x, y, max_steps=max_steps, tol=tol)
+        if discrete else None,
+        layers=layers, cosine=align.cosine, norm_ratio=align.norm_ratio,
         linear=None if chain is None else _linear_check(graph, chain, inferred, energy, x, y),
-        notes=(note,) if note else (),
+        notes=notes,
     )
 
 
@@ -365,19 +481,25 @@ def plot_diagnosis(diag: Diagnosis, out_png: str | Path) -> Path:
 
     fig, (e_ax, r_ax, c_ax, s_ax) = plt.subplots(1, 4, figsize=(20, 4.5))
     traj, labels = diag.trajectory, [layer.label for layer in diag.layers]
-    colors = plt.cm.viridis(np.linspace(0, 1, len(labels)))
-    steps = np.arange(len(traj.residuals))
-    energies = np.where(traj.energies > 0, traj.energies, np.nan)  # exact zeros (feedforward init) leave gaps
-    for l, (label, color) in enumerate(zip(labels, colors)):
-        e_ax.plot(steps, energies[:, l], color=color, label=label)
-    e_ax.set(title="per-layer energy during inference", xlabel="step", ylabel="energy (batch mean)", yscale="log")
-    if len(labels) <= 10:
-        e_ax.legend(fontsize="small")
-    r_ax.plot(steps, traj.residuals, color="k")
-    reached = "not reached" if traj.steps_to_tol is None else f"step {traj.steps_to_tol}"
-    r_ax.axhline(traj.tol, ls="--", color="r", label=f"tol {traj.tol:g} ({reached})")
-    r_ax.set(title="max_i ‖∇_z F_i‖_rms", xlabel="step", yscale="log")
-    r_ax.legend(fontsize="small")
+    if traj is None:
+        for ax in (e_ax, r_ax):
+            ax.text(0.5, 0.5, "ODE inference:\nno per-step trajectory", ha="center", va="center")
+            ax.set_axis_off()
+    else:
+        colors = plt.cm.viridis(np.linspace(0, 1, len(labels)))
+        steps = np.arange(len(traj.residuals))
+        energies = np.where(traj.energies > 0, traj.energies, np.nan)  # exact zeros (feedforward init): gaps
+        for l, (label, color) in enumerate(zip(labels, colors)):
+            e_ax.plot(steps, energies[:, l], color=color, label=label)
+        e_ax.set(title="per-layer energy during inference", xlabel="step", ylabel="energy (batch mean)",
+                 yscale="log")
+        if len(labels) <= 10:
+            e_ax.legend(fontsize="small")
+        r_ax.plot(steps, traj.residuals, color="k")
+        reached = "not reached" if traj.steps_to_tol is None else f"step {traj.steps_to_tol}"
+        r_ax.axhline(traj.tol, ls="--", color="r", label=f"tol {traj.tol:g} ({reached})")
+        r_ax.set(title="max_i ‖∇_z F_i‖_rms", xlabel="step", yscale="log")
+        r_ax.legend(fontsize="small")
 
     x = np.arange(len(labels))
     c_ax.plot(x, [layer.cosine for layer in diag.layers], marker="o", label="cos(g_PC, g_BP)")
