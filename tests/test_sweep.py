@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from pcc.errors import PccError, SpecError
 from pcc.run.sweep import (
     CellResult,
+    best_by,
     best_cell,
     cell_name,
     grid_cells,
@@ -22,6 +23,7 @@ from pcc.run.sweep import (
     plot_heatmaps,
     short_names,
     sweep,
+    write_tables,
 )
 from pcc.run.sweep_cli import register
 
@@ -166,11 +168,23 @@ def fake_cells(**axes):
 def test_heatmaps_for_every_pair_of_axes(tmp_path):
     cells = fake_cells(lr=[0.1, 1.0], eta=[0.5, 0.05], steps=[4, 8])
     paths = plot_heatmaps(cells, ["lr", "eta", "steps"], "best_test_accuracy", tmp_path)
-    assert sorted(p.name for p in paths) == ["heatmap-eta-steps.png", "heatmap-lr-eta.png", "heatmap-lr-steps.png"]
+    assert sorted(p.name for p in paths) == ["heatmap-eta-steps.png", "heatmap-lr-eta.png", "heatmap-lr-steps.png",
+                                             "transfer-lr.png"]
     assert best_cell(cells, "best_test_accuracy").values == {"lr": 0.1, "eta": 0.05, "steps": 8}
     assert best_cell(cells, "final_test_loss").values == {"lr": 0.1, "eta": 0.05, "steps": 8}  # diverged have less
     (one,) = plot_heatmaps(fake_cells(lr=[0.1, 0.01]), ["lr"], "final_test_loss", tmp_path)
     assert one.name == "heatmap-lr.png" and one.stat().st_size > 0
+
+
+def test_best_cell_per_value_of_the_first_axis(tmp_path):
+    """Transfer: the best (eta, steps) for each lr; a value whose cells all diverged has none."""
+    cells = fake_cells(lr=[0.1, 1.0, 0.01], eta=[0.5, 0.05], steps=[4, 8])
+    best = best_by(cells, "lr", "best_test_accuracy")
+    assert {lr: c and c.values for lr, c in best.items()} == {
+        0.1: {"lr": 0.1, "eta": 0.05, "steps": 8}, 1.0: None, 0.01: {"lr": 0.01, "eta": 0.05, "steps": 8}}
+    write_tables(tmp_path, ["lr", "eta", "steps"], "best_test_accuracy", cells)
+    table = json.loads((tmp_path / "results.json").read_text())
+    assert table["best_by"] == {"0.1": best[0.1].name, "1.0": None, "0.01": best[0.01].name}
 
 
 # -------------------------------------------------------------------------------------------- the CLI

@@ -6,6 +6,8 @@ Layout of ``out_dir``::
     <cell>/                     one run folder per cell (see :func:`cell_name`), written by pcc.train
     results.csv, results.json   one row per cell: swept values, status, test/train metrics, wall time
     heatmap-<a>-<b>.png         the metric over every pair of swept axes (the best over any other axes)
+    transfer-<a>.png            with three or more axes: one panel per value of the first axis ``a`` over the
+                                next two, each panel's own best cell starred (does the best cell move with a?)
 
 Resuming: a cell whose ``summary.json`` says ``completed`` or ``diverged`` is read, not rerun (training is
 deterministic, so a diverged cell diverges again); an interrupted or killed cell continues from its latest
@@ -274,6 +276,11 @@ def best_cell(cells: Sequence[CellResult], metric: str) -> CellResult | None:
     return METRICS[metric](scored, key=lambda c: c.metric(metric), default=None)
 
 
+def best_by(cells: Sequence[CellResult], axis: str, metric: str) -> dict[Any, CellResult | None]:
+    """The best cell for each value of ``axis`` (None where every cell of that value diverged or failed)."""
+    return {v: best_cell([c for c in cells if c.values[axis] == v], metric) for v in _axis_values(cells, axis)}
+
+
 def write_tables(out: Path, axes: Sequence[str], metric: str, cells: Sequence[CellResult]) -> None:
     """``results.csv`` (lists and dicts as JSON, None empty) and ``results.json`` (with the best cell)."""
     rows = [c.row() for c in cells]
@@ -286,46 +293,77 @@ def write_tables(out: Path, axes: Sequence[str], metric: str, cells: Sequence[Ce
                              for k, v in row.items()})
     best = best_cell(cells, metric)
     summary = {"axes": list(axes), "metric": metric, "best": best and best.name, "cells": rows}
+    if len(axes) >= 3:
+        summary["best_by"] = {_text(v): c and c.name for v, c in best_by(cells, axes[0], metric).items()}
     (out / RESULTS_JSON).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------------- plots
 def plot_heatmaps(cells: Sequence[CellResult], axes: Sequence[str], metric: str, out: Path) -> list[Path]:
     """One heatmap of ``metric`` per pair of swept axes (a single row for a one-axis sweep); over the other
-    axes each square shows the best value. Diverged squares are hatched, the best cell is starred."""
-    import matplotlib
-
+    axes each square shows the best value. Diverged squares are hatched, the best cell is starred. With three
+    or more axes, also :func:`plot_transfer` over the first."""
     from pcc.figures import pyplot, save
 
     plt = pyplot()
-
     pairs = list(itertools.combinations(axes, 2)) or [(axes[0], None)]
     short, best = short_names(axes), best_cell(cells, metric)
     paths = []
     for a, b in pairs:
         rows, cols = _axis_values(cells, a), _axis_values(cells, b) if b else [None]
-        grid, diverged = _project(cells, metric, a, rows, b, cols)
         fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 3, 0.8 * len(rows) + 2))
-        cmap = matplotlib.colormaps["viridis" if METRICS[metric] is max else "viridis_r"].with_extremes(
-            bad="lightgrey")
-        image = ax.imshow(grid, cmap=cmap, aspect="auto")
-        fig.colorbar(image, ax=ax, label=metric.replace("_", " "))
-        for (r, c), value in _cells_of(grid):
-            if diverged[r][c]:
-                ax.add_patch(matplotlib.patches.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="xx",
-                                                          edgecolor="firebrick", lw=0))
-                ax.text(c, r, "diverged", ha="center", va="center", fontsize="small", color="firebrick")
-            elif math.isfinite(value):
-                ax.text(c, r, f"{value:.3g}", ha="center", va="center", fontsize="small", color="w")
-        if best is not None:
-            ax.plot((cols.index(best.values[b]) if b else 0) + 0.35, rows.index(best.values[a]) - 0.3, marker="*",
-                    ms=16, mec="k", mfc="gold")
-        ax.set_yticks(range(len(rows)), [_label(v) for v in rows])
-        ax.set_xticks(range(len(cols)), [_label(v) for v in cols] if b else [""])
-        ax.set(ylabel=short[a], xlabel=short[b] if b else "", title=f"{metric} (★ best)")
+        _heatmap(fig, ax, cells, metric, a, b, best, short)
+        ax.set_title(f"{metric} (★ best)")
         paths.append(save(fig, out / _safe(f"heatmap-{short[a]}-{short[b]}.png" if b else
                                              f"heatmap-{short[a]}.png")))
+    if len(axes) >= 3:
+        paths.append(plot_transfer(cells, axes, metric, out))
     return paths
+
+
+def plot_transfer(cells: Sequence[CellResult], axes: Sequence[str], metric: str, out: Path) -> Path:
+    """``transfer-<first axis>.png``: one heatmap of the second × third axis per value of the first (the best
+    over any further axes), each panel's own best cell starred: hyperparameter transfer across the first axis
+    holds when the star stays in the same square."""
+    from pcc.figures import pyplot, save
+
+    plt = pyplot()
+    facet, a, b = axes[:3]
+    short, groups = short_names(axes), best_by(cells, facet, metric)
+    rows, cols = _axis_values(cells, a), _axis_values(cells, b)
+    fig, panels = plt.subplots(1, len(groups), squeeze=False,
+                               figsize=(len(groups) * (1.2 * len(cols) + 2.5), 0.8 * len(rows) + 2))
+    for ax, (value, best) in zip(panels[0], groups.items()):
+        members = [c for c in cells if c.values[facet] == value]
+        _heatmap(fig, ax, members, metric, a, b, best, short)
+        ax.set_title(f"{short[facet]} = {_label(value)}")
+    fig.suptitle(f"{metric}; ★ best of each panel")
+    return save(fig, out / _safe(f"transfer-{short[facet]}.png"))
+
+
+def _heatmap(fig, ax, cells: Sequence[CellResult], metric: str, a: str, b: str | None, best: CellResult | None,
+             short: Mapping[str, str]) -> None:
+    """Draw ``metric`` over axes ``a`` (rows) × ``b`` (columns) of ``cells`` on ``ax``, ``best`` starred."""
+    import matplotlib
+
+    rows, cols = _axis_values(cells, a), _axis_values(cells, b) if b else [None]
+    grid, diverged = _project(cells, metric, a, rows, b, cols)
+    cmap = matplotlib.colormaps["viridis" if METRICS[metric] is max else "viridis_r"].with_extremes(bad="lightgrey")
+    image = ax.imshow(grid, cmap=cmap, aspect="auto")
+    fig.colorbar(image, ax=ax, label=metric.replace("_", " "))
+    for (r, c), value in _cells_of(grid):
+        if diverged[r][c]:
+            ax.add_patch(matplotlib.patches.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="xx",
+                                                      edgecolor="firebrick", lw=0))
+            ax.text(c, r, "diverged", ha="center", va="center", fontsize="small", color="firebrick")
+        elif math.isfinite(value):
+            ax.text(c, r, f"{value:.3g}", ha="center", va="center", fontsize="small", color="w")
+    if best is not None:
+        ax.plot((cols.index(best.values[b]) if b else 0) + 0.35, rows.index(best.values[a]) - 0.3, marker="*",
+                ms=16, mec="k", mfc="gold")
+    ax.set_yticks(range(len(rows)), [_label(v) for v in rows])
+    ax.set_xticks(range(len(cols)), [_label(v) for v in cols] if b else [""])
+    ax.set(ylabel=short[a], xlabel=short[b] if b else "")
 
 
 def _axis_values(cells: Sequence[CellResult], axis: str) -> list[Any]:

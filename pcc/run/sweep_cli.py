@@ -76,6 +76,12 @@ def _sweep_table(result: Any) -> None:
                       style="bold green" if c.name == best else "red" if c.status != "completed" else None)
     console = _console()
     console.print(table)
+    if len(result.axes) >= 3:
+        from pcc.run.sweep import best_by, short_names
+
+        facet = result.axes[0]
+        for value, cell in best_by(result.cells, facet, result.metric).items():
+            console.print(f"best at {short_names(result.axes)[facet]} = {value}: {cell.name if cell else '-'}")
     console.print("\n".join(result.files[2:]))
 
 
@@ -139,8 +145,8 @@ def _diagnosis_tables(name: str, diag: Any) -> None:
     spectrum, linear, traj = diag.spectrum, diag.linear, diag.trajectory
     overview = {
         "batch": diag.batch, "free units per sample": diag.free_units, "inference steps": diag.inference_steps,
-        f"steps to ‖∇_z F‖_rms < {traj.tol:g}": traj.steps_to_tol if traj.steps_to_tol is not None
-        else f"not within {len(traj.residuals) - 1}",
+        **({} if traj is None else {f"steps to ‖∇_z F‖_rms < {traj.tol:g}": traj.steps_to_tol
+                                    if traj.steps_to_tol is not None else f"not within {len(traj.residuals) - 1}"}),
         "κ(H_z)": None if spectrum is None else f"{spectrum.condition_number:.4g} ({spectrum.method})",
         "cos(g_PC, g_BP)": diag.cosine, "‖g_PC‖ / ‖g_BP‖": diag.norm_ratio,
         **({} if linear is None else {"F* closed form": linear.energy_closed_form,
