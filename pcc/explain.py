@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pcc.param.rules import parameterise_spec
-from pcc.spec.models import ODE, Spec, update_steps
+from pcc.spec.models import ODE, Spec, carries_errors, update_steps
 
 
 def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]:
@@ -61,6 +61,7 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
         "inference": {
             "solver": inf.solver, "steps": steps, "step_size": inf.step_size,
             "step_convention": inf.step_convention, "init": inf.init, "state": inf.state,
+            "errors": "carried" if carries_errors(spec) else "recomputed",
             "per_sample_step": inf.step_size / ((inf.tuned_batch_size or spec.data.batch_size)
                                                 if inf.step_convention == "batch_mean" else 1),
         },
@@ -117,7 +118,7 @@ def render(info: dict[str, Any]) -> None:
     inf, learn = info["inference"], info["learning"]
     console.print(f"[bold]inference[/]: {inf['solver']} on the {inf['state']}, steps {inf['steps']}, step size "
                   f"{inf['step_size']:g} ({inf['step_convention']}; per-sample step {inf['per_sample_step']:.4g}), "
-                  f"init {inf['init']}")
+                  f"init {inf['init']}, errors {inf['errors']}")
     opt = ", ".join(f"{k}={v}" for k, v in learn["optimizer"].items())
     console.print(f"[bold]learning[/]: {learn['algorithm']}, {opt}, {learn['epochs']} epoch(s), schedule "
                   f"{learn['schedule']}, batch {learn['batch_size']}, output energy {learn['output_energy']}")

@@ -17,3 +17,18 @@ def test_explain_counts_every_parameter(spec):
     info = explain(loaded)
     params = compile(loaded).init().params
     assert info["total_params"] == sum(leaf.size for leaf in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize("spec, overrides, errors", [
+    ("mupc-resnet8-digits", [], "carried"),
+    ("mupc-resnet8-digits", ["inference.errors=recomputed"], "recomputed"),
+    ("mupc-resnet8-digits", ["model.dtype=bfloat16"], "recomputed"),
+    ("ode-digits", [], "recomputed"),
+    ("epc-digits", [], "recomputed"),
+    ("bidirectional-digits", [], "recomputed"),
+])
+def test_explain_says_how_inference_updates_the_errors(spec, overrides, errors):
+    """What the compiled program does (Program.carry_errors) is what explain reports."""
+    loaded = load_spec(f"specs/{spec}.yaml", overrides)
+    assert explain(loaded)["inference"]["errors"] == errors
+    assert compile(loaded).program.carry_errors == (errors == "carried")
