@@ -1,5 +1,8 @@
-"""One accelerator session: `pcc bench` on the benchmark tasks beside the hand-written reference, then the
-paper's depth runs (μPC, sp and BP ResNets on Fashion-MNIST, one epoch each), deepest first.
+"""One accelerator session: first the rounding check (the paper's μPC ResNet at width 512 for 300 steps with
+the errors carried and recomputed, at true float32 and at the backend's default matmul precision: carried
+errors should train in every cell; docs/results.md, "Rounding"), then `pcc bench` on the benchmark tasks
+beside the hand-written reference, then the paper's depth runs (μPC, sp and BP ResNets on Fashion-MNIST, one
+epoch each), deepest first.
 
     python benchmarks/gpu_suite.py OUT_DIR [--fmnist DIR] [--budget SECONDS]
 
@@ -44,6 +47,19 @@ def reference_ms(task: str, steps: int = 30) -> float:
     return 1e3 * float(np.median(times))
 
 
+def train_row(spec, out: str) -> dict:
+    """Train ``spec`` into ``out``: its status, accuracies, losses and times (a diverged run is a row too)."""
+    t = time.time()
+    try:
+        summary = pcc.train(spec, out=out, progress=False).to_dict()
+    except pcc.PccError as err:
+        status = "diverged" if type(err).__name__ == "DivergenceError" else "error"
+        summary = {"status": status, "error": str(err)[:500]}
+    return {"seconds": time.time() - t, **{k: summary.get(k) for k in (
+        "status", "final_test_accuracy", "best_test_accuracy", "final_train_loss", "compile_time", "wall_time",
+        "error")}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -52,10 +68,22 @@ def main() -> None:
     args = ap.parse_args()
     start = time.time()
     out = Path(args.out)
-    results: dict = {"device": str(jax.devices()[0]), "jax": jax.__version__, "bench": {}, "depth": []}
+    results: dict = {"device": str(jax.devices()[0]), "jax": jax.__version__, "rounding": [], "bench": {},
+                     "depth": []}
 
     def save():
         (out / "gpu_results.json").write_text(json.dumps(results, indent=1))
+
+    data = [f"data.path={args.fmnist}"] if args.fmnist else []
+    for errors in ("carried", "recomputed"):
+        for precision in ("highest", "default"):
+            sets = [*data, "model.layers.0.dense.width=512", "data.limit_train=19200", "run.checkpoint_every_epochs=0",
+                    f"inference.errors={errors}", f"model.matmul_precision={precision}"]
+            summary = train_row(pcc.load_spec("specs/paper/mupc-h8.yaml", overrides=sets),
+                                f"/tmp/pcc-runs/rounding-{errors}-{precision}")
+            results["rounding"].append({"errors": errors, "matmul_precision": precision, **summary})
+            print(json.dumps(results["rounding"][-1]), flush=True)
+            save()
 
     for name, path, overrides in [("task_a", "benchmarks/task_a.yaml", []), ("task_b", "benchmarks/task_b.yaml", []),
                                   ("mlp_1024", "benchmarks/task_a.yaml", WIDE)]:
@@ -67,7 +95,6 @@ def main() -> None:
         print(name, json.dumps(r), flush=True)
         save()
 
-    data = [f"data.path={args.fmnist}"] if args.fmnist else []
     for h in (128, 64, 32, 16, 8):
         for kind in ("mupc", "bp", "sp"):
             if time.time() - start > args.budget:
@@ -75,15 +102,7 @@ def main() -> None:
                 save()
                 return
             spec = pcc.load_spec(f"specs/paper/{kind}-h{h}.yaml", overrides=data + ["run.checkpoint_every_epochs=0"])
-            t = time.time()
-            try:
-                summary = pcc.train(spec, out=f"/tmp/pcc-runs/{kind}-h{h}", progress=False).to_dict()
-            except pcc.PccError as err:
-                status = "diverged" if type(err).__name__ == "DivergenceError" else "error"
-                summary = {"status": status, "error": str(err)[:500]}
-            row = {"kind": kind, "H": h, "seconds": time.time() - t,
-                   **{k: summary.get(k) for k in ("status", "final_test_accuracy", "best_test_accuracy",
-                                                  "final_train_loss", "compile_time", "wall_time", "error")}}
+            row = {"kind": kind, "H": h, **train_row(spec, f"/tmp/pcc-runs/{kind}-h{h}")}
             results["depth"].append(row)
             print(json.dumps(row), flush=True)
             save()
