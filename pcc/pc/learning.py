@@ -270,10 +270,14 @@ class Program:
                           rms=self.rms, scale=self.grad_scale)
 
     def infer(self, params, x, y, key) -> InferenceResult:
+        return self.infer_with_errors(params, x, y, key)[0]
+
+    def infer_with_errors(self, params, x, y, key) -> tuple[InferenceResult, E.Errors]:
+        """Inference from the initialisation, and the errors it ends with (what the weight gradient takes)."""
         free, err, _ = self.start(params, x, y, key)
         free, err, steps = self.settle(params, free, x, y, err)
         layers = E.layer_energies(self.graph, self.values(free, x, y), err, self.log_precision(params))
-        return InferenceResult(free, layers.sum(0), layers, steps)
+        return InferenceResult(free, layers.sum(0), layers, steps), err
 
     def metrics(self, params, free, err, x, y, loss, energy_init, grads, steps) -> StepMetrics:
         layers = E.layer_energies(self.graph, self.values(free, x, y), err, self.log_precision(params)).mean(axis=1)

@@ -395,12 +395,9 @@ def _infer_and_align(compiled, state, x, y) -> tuple[InferenceResult, tuple[jax.
     from pcc.compiler import _step_key
 
     p, params = compiled.program, state.params
-    free, err, _ = p.start(params, x, y, _step_key(state))
-    free, err, steps = p.settle(params, free, x, y, err)
-    _, pc = p.weight_grad(params, free, x, y, err)
-    layers = E.layer_energies(p.graph, p.values(free, x, y), err, p.log_precision(params))
-    sums = layer_sums(compiled.graph, pc, bp_gradient(compiled, params, x, y))
-    return InferenceResult(free, layers.sum(0), layers, steps), sums
+    result, err = p.infer_with_errors(params, x, y, _step_key(state))
+    _, pc = p.weight_grad(params, result.activities, x, y, err)
+    return result, layer_sums(compiled.graph, pc, bp_gradient(compiled, params, x, y))
 
 
 def alignment(compiled, state, x, y) -> Alignment:
