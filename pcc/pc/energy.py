@@ -77,10 +77,8 @@ def carry_errors(net: PCNetwork, old: Values, new: Values, err: Errors, moved: I
     """The errors at ``new`` from those at ``old``: e + Δe with Δe from the changes of the ``moved`` (free)
     nodes' values (:meth:`PCNetwork.error_change`), so a node whose sources and value did not change keeps its
     error bit for bit, and a tiny true change keeps its own relative precision instead of drowning in the
-    rounding of μ.
-    Recomputed from scratch where μ is not linear in φ of its sources (``phi_w``) and in bidirectional PC."""
-    if net.graph.ordering != "w_phi" or net.graph.bidirectional:
-        return errors(net, new)
+    rounding of μ. Exact where μ is linear in φ of its sources (``w_phi``) and there is no bottom-up energy:
+    :func:`pcc.spec.models.carries_errors` decides where inference uses it."""
     unmoved = {n: None for n in new if n not in moved}
     dz = {n: new[n] - old[n] for n in moved} | unmoved
     dphi = {n: net._phi(n)(new[n]) - net._phi(n)(old[n]) for n in moved} | unmoved
