@@ -21,6 +21,7 @@ from pcc.ir.graph import Graph
 from pcc.nn.network import PCNetwork, abstract_network, build_network
 from pcc.parallel import make_mesh, shard_batch, state_shardings
 from pcc.param.rules import EdgeParam, parameterise_spec
+from pcc.pc.chunks import chunked_layout, layer_chunks
 from pcc.pc.inference import SOLVERS
 from pcc.pc.learning import NUDGE_PHASES, InferenceResult, Nudging, Program, StepMetrics, train_step_of
 from pcc.pc.modes import MODES, inpaint
@@ -63,7 +64,7 @@ class Compiled:
             graphdef=graphdef, graph=graph, solver=SOLVERS[inf.solver](inf), steps=inf.steps, tol=inf.tol,
             grad_scale=1.0 if inf.step_convention == "per_sample" else 1.0 / tuned_b,
             init=inf.init, init_std=inf.init_std, tx=self._weight_optimizer(), state=inf.state,
-            carry_errors=carries_errors(spec),
+            carry_errors=carries_errors(spec), layout=chunked_layout(graph, table, layer_chunks(spec.parallel)),
         )
         nudging = learn.nudge and Nudging(NUDGE_PHASES[learn.nudge.mode], self._beta_schedule())
         step = train_step_of(learn.algorithm, learn.updates, inf.steps, nudging)

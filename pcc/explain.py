@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pcc.ir.chunks import CPU_CHUNKS, chunk_sizes
 from pcc.param.rules import parameterise_spec
 from pcc.spec.models import ODE, Spec, carries_errors, update_steps
 
@@ -62,6 +63,7 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
             "solver": inf.solver, "steps": steps, "step_size": inf.step_size,
             "step_convention": inf.step_convention, "init": inf.init, "state": inf.state,
             "errors": "carried" if carries_errors(spec) else "recomputed",
+            "layer_chunks": _layer_chunks(graph, spec.parallel.layer_chunks),
             "per_sample_step": inf.step_size / ((inf.tuned_batch_size or spec.data.batch_size)
                                                 if inf.step_convention == "batch_mean" else 1),
         },
@@ -73,6 +75,13 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
             "updates": sorted(update_steps(learn.updates, inf.steps)) if learn.updates is not None else None,
         },
     }
+
+
+def _layer_chunks(graph, setting) -> dict[str, Any] | None:
+    """How inference splits each stack: its chunk sizes (under ``auto``, those on a CPU; one chunk elsewhere)."""
+    stacks = {n.name: chunk_sizes(n.repeat, CPU_CHUNKS if setting == "auto" else setting)
+              for n in graph.nodes if n.repeat > 1}
+    return {"setting": setting, "sizes": stacks} if stacks else None
 
 
 def _extra_params(graph) -> dict[str, int]:
@@ -119,6 +128,12 @@ def render(info: dict[str, Any]) -> None:
     console.print(f"[bold]inference[/]: {inf['solver']} on the {inf['state']}, steps {inf['steps']}, step size "
                   f"{inf['step_size']:g} ({inf['step_convention']}; per-sample step {inf['per_sample_step']:.4g}), "
                   f"init {inf['init']}, errors {inf['errors']}")
+    if inf["layer_chunks"]:
+        chunks = inf["layer_chunks"]
+        where = " on a CPU, one chunk on accelerators" if chunks["setting"] == "auto" else ""
+        console.print("[bold]layer chunks[/] (parallel.layer_chunks " + str(chunks["setting"]) + "): " + "; ".join(
+            f"{name} in {len(sizes)} of {' or '.join(map(str, sorted(set(sizes), reverse=True)))} layers"
+            for name, sizes in chunks["sizes"].items()) + where)
     opt = ", ".join(f"{k}={v}" for k, v in learn["optimizer"].items())
     console.print(f"[bold]learning[/]: {learn['algorithm']}, {opt}, {learn['epochs']} epoch(s), schedule "
                   f"{learn['schedule']}, batch {learn['batch_size']}, output energy {learn['output_energy']}")

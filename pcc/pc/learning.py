@@ -94,6 +94,7 @@ class Program:
     clamps: Mapping[str, Clamp] | None = None
     state: str = "activities"
     carry_errors: bool = False  # a discrete solver carries the errors by their changes (``inference.errors``)
+    layout: Any = None  # a ChunkedLayout: inference runs on the stacks split in chunks (``parallel.layer_chunks``)
 
     def __post_init__(self):
         if self.clamps is None:
@@ -286,7 +287,12 @@ class Program:
 
 
 def _settle_activities(p: Program, params, free, err, x, y):
-    return p.solver.relax(p.relaxation(params, x, y), free, err, steps=p.steps, tol=p.tol)
+    chunks = p.layout
+    if chunks is None:
+        return p.solver.relax(p.relaxation(params, x, y), free, err, steps=p.steps, tol=p.tol)
+    q = replace(p, graphdef=chunks.graphdef, graph=chunks.graph, layout=None)
+    free, err, steps = _settle_activities(q, chunks.params(params), chunks.split(free), chunks.split(err), x, y)
+    return chunks.merge(free), chunks.merge(err), steps
 
 
 def _settle_errors(p: Program, params, free, err, x, y):

@@ -1,0 +1,80 @@
+"""Layer chunks: the same graph with each stacked node split into a few runs of consecutive copies.
+
+A stacked node of R copies is one ``(R, B, N)`` array. Split into chunks ``name#0 … name#(c−1)``, each its
+own stacked node of about R/c copies, the network is unchanged: chunk k's copy 0 is fed by chunk k−1's last
+copy through the same ops, exactly as copy k of a stack is fed by copy k−1. Inference runs on the chunked
+graph where that is faster (``parallel.layer_chunks``): every chunk's matmuls and elementwise passes work on
+an array small enough to stay in cache, and independent chunks run on different cores, while the traced
+program grows with the number of chunks, not with depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Mapping, TypeVar
+
+from pcc.ir.graph import Graph, bottom_up_key
+
+CPU_CHUNKS = 16
+"""``parallel.layer_chunks: auto`` on a CPU (fastest of 1–24 on Task B, docs/performance.md); elsewhere 1."""
+
+T = TypeVar("T")
+Span = tuple[str, int, int]
+"""(chunk name, first copy, one past the last copy) of the original stack."""
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """A graph with its stacks split: ``graph`` is the chunked graph, ``spans`` maps each split node to its
+    chunks, and ``sources`` maps every dense or identity edge key of ``graph`` to the original edge's key."""
+
+    graph: Graph
+    spans: Mapping[str, tuple[Span, ...]]
+    sources: Mapping[str, str]
+
+    def table(self, table: Mapping[str, T]) -> dict[str, T]:
+        """A per-edge table (keyed by :attr:`Edge.key`, and by :func:`bottom_up_key` of it) for the chunked
+        graph, from the original graph's."""
+        out = {new: table[old] for new, old in self.sources.items() if old in table}
+        return out | {bottom_up_key(new): table[bottom_up_key(old)] for new, old in self.sources.items()
+                      if bottom_up_key(old) in table}
+
+
+def chunk_sizes(repeat: int, chunks: int) -> list[int]:
+    """``repeat`` copies in ``min(chunks, repeat // 2)`` nearly equal runs of at least 2 copies."""
+    c = max(1, min(chunks, repeat // 2))
+    return [repeat // c + (k < repeat % c) for k in range(c)]
+
+
+def split_stacks(graph: Graph, chunks: int) -> Chunking | None:
+    """The chunked graph with every stacked node split into up to ``chunks`` chunks (each at least 2
+    copies, so a chunk is still a stack), or None when no node splits."""
+    spans: dict[str, tuple[Span, ...]] = {}
+    for node in graph.nodes:
+        sizes = chunk_sizes(node.repeat, chunks) if node.repeat > 1 else [1]
+        if len(sizes) > 1:
+            starts = [sum(sizes[:k]) for k in range(len(sizes))]
+            spans[node.name] = tuple((f"{node.name}#{k}", a, a + s) for k, (a, s) in enumerate(zip(starts, sizes)))
+    if not spans:
+        return None
+    last = {name: chunk[-1][0] for name, chunk in spans.items()}
+    nodes, edges, sources = [], [], {}
+    for node in graph.nodes:
+        if node.name not in spans:
+            nodes.append(node)
+            continue
+        nodes += [replace(node, name=c, repeat=b - a) for c, a, b in spans[node.name]]
+    for e in graph.edges:
+        if e.dst not in spans:
+            new = [replace(e, src=last.get(e.src, e.src))]
+        else:
+            chain = spans[e.dst]
+            new = [replace(e, src=last.get(e.src, e.src), dst=chain[0][0])]
+            new += [replace(e, src=chain[k - 1][0], dst=chain[k][0]) for k in range(1, len(chain))]
+        edges += new
+        sources |= {n.key: e.key for n in new}
+    renamed = lambda names: tuple(c for n in names for c in ([s[0] for s in spans[n]] if n in spans else [n]))
+    precision = tuple((c, p) for n, p in graph.precision for c in renamed([n]))
+    chunked = replace(graph, nodes=tuple(nodes), edges=tuple(edges), precision=precision,
+                      learned_precision=renamed(graph.learned_precision))
+    return Chunking(chunked, spans, sources)

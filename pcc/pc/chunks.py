@@ -1,0 +1,101 @@
+"""Inference on layer chunks (``parallel.layer_chunks``): the network's values and weights moved between a
+graph and its chunked form (:mod:`pcc.ir.chunks`).
+
+Only the inference loop sees the chunks: it slices the weights and the starting activities and errors once,
+runs on the chunked network, and concatenates what it returns, so a step's results keep the spec's layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from pcc.ir.chunks import CPU_CHUNKS, Chunking, split_stacks
+from pcc.ir.graph import Graph, bottom_up_key
+from pcc.nn.network import abstract_network
+from pcc.spec.models import Parallel
+
+
+@dataclass(frozen=True)
+class ChunkedLayout:
+    """The chunked graph, its network's structure, and the maps into and out of it."""
+
+    chunking: Chunking
+    graphdef: Any
+    abstract: Any  # the chunked network's parameter state, shapes only
+
+    @property
+    def graph(self) -> Graph:
+        return self.chunking.graph
+
+    def params(self, params) -> Any:
+        """The chunked network's parameters: each stacked leaf sliced by its owner node's chunks."""
+        spans = self.chunking.spans
+        last = {name: chunk[-1][0] for name, chunk in spans.items()}
+        out = {}
+        for group, owners in nnx.to_pure_dict(params).items():
+            out[group] = {}
+            for owner, leaves in owners.items():
+                if owner not in spans:
+                    if group == "edges":
+                        leaves = {last.get(src, src): v for src, v in leaves.items()}
+                    out[group][owner] = leaves
+                    continue
+                for k, (name, a, b) in enumerate(spans[owner]):
+                    part = jax.tree.map(lambda v, a=a, b=b: v[a:b], leaves)
+                    if group == "edges":  # chunk k > 0 reads chunk k − 1
+                        part = {(last.get(src, src) if k == 0 else spans[owner][k - 1][0]): v
+                                for src, v in part.items()}
+                    out[group][name] = part
+        state = jax.tree.map(lambda v: v, self.abstract)
+        nnx.replace_by_pure_dict(state, out)
+        return state
+
+    def _chunks_of(self, key: str) -> tuple[str, tuple] | None:
+        base, suffix = (key[:-1], "^") if key.endswith("^") and key[:-1] in self.chunking.spans else (key, "")
+        spans = self.chunking.spans.get(base)
+        return None if spans is None else (suffix, spans)
+
+    def split(self, values: dict) -> dict:
+        """Activities or errors (keyed by node, or :func:`bottom_up_key` of it) sliced into chunks."""
+        out = {}
+        for key, v in values.items():
+            found = self._chunks_of(key)
+            if found is None:
+                out[key] = v
+            else:
+                suffix, spans = found
+                out |= {name + suffix: v[a:b] for name, a, b in spans}
+        return out
+
+    def merge(self, values: dict) -> dict:
+        """The inverse of :meth:`split`: chunks concatenated back into their stacks."""
+        out, spans = {}, self.chunking.spans
+        for node, chain in spans.items():
+            for key in (node, bottom_up_key(node)):
+                parts = [values.get(name + key[len(node):]) for name, _, _ in chain]
+                if parts[0] is not None:
+                    out[key] = jnp.concatenate(parts, axis=0)
+        chunk_keys = {name + s for chain in spans.values() for name, _, _ in chain for s in ("", "^")}
+        return out | {k: v for k, v in values.items() if k not in chunk_keys}
+
+
+def layer_chunks(parallel: Parallel) -> int:
+    """Chunks per stack: the spec's number, or under ``auto`` :data:`~pcc.ir.chunks.CPU_CHUNKS` on a CPU and 1
+    (one batched matmul over the stack) elsewhere."""
+    if parallel.layer_chunks != "auto":
+        return parallel.layer_chunks
+    return CPU_CHUNKS if jax.default_backend() == "cpu" else 1
+
+
+def chunked_layout(graph: Graph, table: dict, chunks: int) -> ChunkedLayout | None:
+    """The layout of ``graph`` with its stacks in up to ``chunks`` chunks; None when nothing splits."""
+    chunking = split_stacks(graph, chunks)
+    if chunking is None:
+        return None
+    graphdef, abstract = nnx.split(abstract_network(chunking.graph, chunking.table(table)))
+    return ChunkedLayout(chunking, graphdef, abstract)
