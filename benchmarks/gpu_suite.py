@@ -1,7 +1,8 @@
 """One accelerator session: first the rounding check (the paper's μPC ResNet at width 512 for 300 steps with
 the errors carried and recomputed, at true float32 and at the backend's default matmul precision: carried
 errors should train in every cell; docs/results.md, "Rounding"), then `pcc bench` on the benchmark tasks
-beside the hand-written reference, then the paper's depth runs (μPC, sp and BP ResNets on Fashion-MNIST, one
+beside the hand-written reference (and Task B with its stack in 4 and 16 layer chunks, to choose
+``parallel.layer_chunks: auto`` on the accelerator), then the paper's depth runs (μPC, sp and BP ResNets on Fashion-MNIST, one
 epoch each), deepest first.
 
     python benchmarks/gpu_suite.py OUT_DIR [--fmnist DIR] [--budget SECONDS]
@@ -85,10 +86,11 @@ def main() -> None:
             print(json.dumps(results["rounding"][-1]), flush=True)
             save()
 
+    chunks = [(f"task_b_chunks_{k}", "benchmarks/task_b.yaml", [f"parallel.layer_chunks={k}"]) for k in (4, 16)]
     for name, path, overrides in [("task_a", "benchmarks/task_a.yaml", []), ("task_b", "benchmarks/task_b.yaml", []),
-                                  ("mlp_1024", "benchmarks/task_a.yaml", WIDE)]:
+                                  *chunks, ("mlp_1024", "benchmarks/task_a.yaml", WIDE)]:
         r = bench(pcc.load_spec(path, overrides=overrides)).to_dict()
-        if name != "mlp_1024":
+        if name in ("task_a", "task_b"):
             r["reference_ms"] = reference_ms(name[-1])
             r["ratio_to_reference"] = r["step_ms"]["median"] / r["reference_ms"]
         results["bench"][name] = r

@@ -37,7 +37,7 @@ PEERS = {  # impl: (virtualenv, script and flags)
     "pcx-scan": (".venv-pcx", ["pcx_tasks.py", "--scan"]),  # inference loop as pxf.scan
     "fabricpc": (".venv-fabricpc", ["fabricpc_tasks.py"]),
 }
-IMPLS = ("pcc", "reference", *PEERS)
+IMPLS = ("pcc", "pcc-stack1", "reference", *PEERS)  # pcc-stack1: pcc with parallel.layer_chunks=1
 
 
 # --------------------------------------------------------------------------------------------- runners
@@ -136,6 +136,8 @@ class Worker:
 def start(impl: str, task: str, case: str):
     if impl == "pcc":
         return start_pcc(task, case)
+    if impl == "pcc-stack1":  # the stack as one batched matmul (no layer chunks)
+        return pcc_timer(pcc_model(task, ["parallel.layer_chunks=1"]), *common.make_data(common.TASKS[task]))
     if impl == "reference":
         return start_reference(task, case)
     return Worker(impl, task, case)
@@ -177,15 +179,15 @@ def compare(tasks: list[str], impls: list[str], steps: int, block: int) -> list[
 
 
 def table(rows: list[dict]) -> str:
-    head = f"{'task':<5}{'impl':<11}{'jax':<8}{'compile s':>10}{'ms median':>11}{'ms min':>9}{'ms max':>9}" \
+    head = f"{'task':<5}{'impl':<12}{'jax':<8}{'compile s':>10}{'ms median':>11}{'ms min':>9}{'ms max':>9}" \
            f"{'ratio':>8}{'r(min)':>8}{'dF':>10}"
     out, nan = [head, "-" * len(head)], float("nan")
     for r in rows:
         if "error" in r:
-            out.append(f"{r['task']:<5}{r['impl']:<11}error: {r['error']}")
+            out.append(f"{r['task']:<5}{r['impl']:<12}error: {r['error']}")
             continue
         ms = r["step_ms"]
-        out.append(f"{r['task']:<5}{r['impl']:<11}{r['jax']:<8}{r['compile_s']:>10.2f}{ms['median']:>11.2f}"
+        out.append(f"{r['task']:<5}{r['impl']:<12}{r['jax']:<8}{r['compile_s']:>10.2f}{ms['median']:>11.2f}"
                    f"{ms['min']:>9.2f}{ms['max']:>9.2f}{r.get('ratio', nan):>8.2f}{r.get('ratio_min', nan):>8.2f}"
                    f"{r.get('energy_rel_diff', nan):>10.1e}")
     out.append("ratio = impl median / pcc median, r(min) = impl min / pcc min (same task); dF = largest relative "
