@@ -63,7 +63,7 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
             "solver": inf.solver, "steps": steps, "step_size": inf.step_size,
             "step_convention": inf.step_convention, "init": inf.init, "state": inf.state,
             "errors": "carried" if carries_errors(spec) else "recomputed",
-            "layer_chunks": _layer_chunks(graph, spec.parallel.layer_chunks),
+            "layer_chunks": _layer_chunks(graph, spec) if _chunked_inference(spec) else None,
             "per_sample_step": inf.step_size / ((inf.tuned_batch_size or spec.data.batch_size)
                                                 if inf.step_convention == "batch_mean" else 1),
         },
@@ -77,8 +77,16 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
     }
 
 
-def _layer_chunks(graph, setting) -> dict[str, Any] | None:
+def _chunked_inference(spec: Spec) -> bool:
+    """Whether training's inference runs on layer chunks: pc's loop on the activities (not ipc's, not ePC's)."""
+    learn, inf = spec.learning, spec.inference
+    last = learn.updates is None or update_steps(learn.updates, inf.steps) == update_steps("last", inf.steps)
+    return learn.algorithm == "pc" and inf.state == "activities" and last
+
+
+def _layer_chunks(graph, spec: Spec) -> dict[str, Any] | None:
     """How inference splits each stack: its chunk sizes (under ``auto``, those on a CPU; one chunk elsewhere)."""
+    setting = spec.parallel.layer_chunks
     stacks = {n.name: chunk_sizes(n.repeat, CPU_CHUNKS if setting == "auto" else setting)
               for n in graph.nodes if n.repeat > 1}
     return {"setting": setting, "sizes": stacks} if stacks else None

@@ -32,3 +32,22 @@ def test_explain_says_how_inference_updates_the_errors(spec, overrides, errors):
     loaded = load_spec(f"specs/{spec}.yaml", overrides)
     assert explain(loaded)["inference"]["errors"] == errors
     assert compile(loaded).program.carry_errors == (errors == "carried")
+
+
+@pytest.mark.parametrize("overrides, sizes", [
+    ([], [8] * 14 + [7] * 2),  # auto: 16 chunks on this CPU
+    (["parallel.layer_chunks=3"], [42, 42, 42]),
+    (["parallel.layer_chunks=1"], None),
+    (["learning.algorithm=ipc"], None),  # ipc's loop is not chunked
+])
+def test_explain_reports_the_layer_chunks_inference_runs_on(overrides, sizes):
+    """explain's chunk sizes are the chunks of the compiled program's inference (task B: 126 residual layers)."""
+    loaded = load_spec("benchmarks/task_b.yaml", overrides)
+    chunks = explain(loaded, shapes=(784, 10))["inference"]["layer_chunks"]
+    layout = compile(loaded, shapes=(784, 10)).program.layout
+    stack = None if layout is None else [b - a for _, a, b in layout.chunking.spans["h2"]]
+    if sizes is None:  # one chunk: no layout; ipc: its training loop does not use the layout
+        assert chunks is None or chunks["sizes"]["h2"] == [126]
+        assert stack is None if overrides != ["learning.algorithm=ipc"] else chunks is None
+    else:
+        assert chunks["sizes"]["h2"] == sizes == stack

@@ -540,7 +540,8 @@ class Parallel(Strict):
     model: int = Field(1, gt=0)
     """Devices on the model axis: dense kernels whose output width divides evenly are split by output units."""
     layer_chunks: Union[int, Literal["auto"]] = "auto"
-    """Inference splits every stacked block into up to this many chunks of consecutive layers (at least 2
+    """Inference on the activities at fixed weights (pc, nudged pc, and test-time inference; not ipc's loop or
+    ``state: errors``) splits every stacked block into up to this many chunks of consecutive layers (at least 2
     layers each), separate arrays that stay in cache and that XLA runs concurrently on a CPU's cores; the math
     is unchanged. ``auto``: 16 on a CPU, 1 (one batched matmul over the whole stack) on accelerators."""
 

@@ -20,7 +20,7 @@ from pcc.spec.models import Spec  # noqa: E402
 spec = Spec.model_validate({
     "data": {"batch_size": 32},
     "model": {"parameterisation": "mupc", "layers": [
-        {"dense": {"width": 32}}, {"residual": {"width": 32}, "repeat": 3}, {"dense": {}}]},
+        {"dense": {"width": 32}}, {"residual": {"width": 32}, "repeat": 4}, {"dense": {}}]},  # 2 layer chunks
     "inference": {"steps": 5},
     "parallel": {"data": data if data == "auto" else int(data), "model": model},
 })
