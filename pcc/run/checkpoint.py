@@ -140,7 +140,7 @@ class Checkpoints:
             enable_async_checkpointing=False, best_fn=_score, best_mode="max", preservation_policy=policy,
             create=keep is not None,
         )
-        if keep is not None:
+        if keep is not None and jax.process_index() == 0:  # the one writer (orbax writes from process 0)
             self._remove_unfinished()
         try:
             self.manager = ocp.CheckpointManager(self.dir.absolute(), options=options)

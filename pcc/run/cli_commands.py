@@ -36,17 +36,29 @@ def _table(title: str, values: dict[str, Any]) -> None:
     Console().print(table)
 
 
-def train_cmd(spec: Path | None, set_: list[str] | None, out: Path | None, resume: Path | None, json_: bool) -> None:
+def train_cmd(spec: Path | None, set_: list[str] | None, out: Path | None, resume: Path | None, json_: bool,
+              processes: tuple[str | None, int | None, int | None] = (None, None, None)) -> None:
     """Train SPEC into a new run folder, or continue RUN_DIR (``--resume``; SPEC defaults to its spec.yaml).
 
-    Prints the summary (a table, or one JSON object with ``--json``); after Ctrl-C prints how to resume and
-    exits with status 130.
+    ``processes`` = (coordinator, number of processes, this process's id) joins a multi-process run first
+    (:func:`pcc.parallel.initialize`). Prints the summary (a table, or one JSON object with ``--json``); after
+    Ctrl-C prints how to resume and exits with status 130.
     """
+    if spec is None and resume is None:
+        raise PccError("give a SPEC file, or --resume RUN_DIR to continue a run")
+    if any(v is not None for v in processes):
+        if any(v is None for v in processes):
+            raise PccError("a multi-process run needs all three of --coordinator HOST:PORT, --num-processes N "
+                           "and --process-id I")
+        coordinator, count, index = processes
+        if not 0 <= index < count:
+            raise PccError(f"--process-id must be in 0 … {count - 1} for --num-processes {count}, got {index}")
+        from pcc.parallel import initialize
+
+        initialize(coordinator, count, index)
     from pcc.run.runner import load_run_spec, train
     from pcc.spec.loader import load_spec
 
-    if spec is None and resume is None:
-        raise PccError("give a SPEC file, or --resume RUN_DIR to continue a run")
     overrides = set_ or ()
     loaded = load_spec(spec, overrides=overrides) if spec is not None else load_run_spec(resume, overrides)
     summary = train(loaded, out=out, resume=resume)
@@ -103,9 +115,19 @@ def register(command: Callable[..., Callable]) -> None:
         resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run folder from its latest "
                                                        "checkpoint.", file_okay=False)] = None,
         json_: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+        coordinator: Annotated[Optional[str], typer.Option(
+            "--coordinator", metavar="HOST:PORT", help="Multi-process run: process 0's address; start one "
+            "process per host (or device group), each with the same SPEC, --out and --num-processes.",
+            rich_help_panel="Multi-process")] = None,
+        num_processes: Annotated[Optional[int], typer.Option(
+            "--num-processes", min=1, help="Multi-process run: how many processes.",
+            rich_help_panel="Multi-process")] = None,
+        process_id: Annotated[Optional[int], typer.Option(
+            "--process-id", min=0, help="Multi-process run: this process's index (0 writes the run folder).",
+            rich_help_panel="Multi-process")] = None,
     ) -> None:
         """Train a spec: write a run folder with metrics, checkpoints and a summary."""
-        train_cmd(spec, set_, out, resume, json_)
+        train_cmd(spec, set_, out, resume, json_, (coordinator, num_processes, process_id))
 
     @command("eval")
     def eval_(

@@ -2,7 +2,10 @@
 
 A run folder (``runs/<name>-<YYYYmmdd-HHMMSS>/`` or ``out``) holds ``spec.yaml`` (the resolved spec),
 ``env.json`` (versions and devices), ``metrics.jsonl`` / ``metrics.csv`` (see :mod:`pcc.run.metrics`),
-``checkpoints/`` (see :mod:`pcc.run.checkpoint`) and ``summary.json``.
+``checkpoints/`` (see :mod:`pcc.run.checkpoint`) and ``summary.json``. In a multi-process run (after
+:func:`pcc.parallel.initialize`) every process trains the same spec into the same ``out`` folder: process 0
+writes it as above, orbax writes the checkpoints from process 0, and process i > 0 writes its metrics and
+summary to ``process-<i>/`` in it.
 
 Determinism: the batch order of epoch ``e`` depends only on (spec.seed, e), and a checkpoint records the
 position (epoch, batch index within it, step), so a resumed run replays exactly the batches and states an
@@ -219,31 +222,40 @@ def train(
     """
     if out is not None and resume is not None:
         raise PccError("give either out (a new run folder) or resume (an existing one), not both")
+    process, primary = jax.process_index(), jax.process_index() == 0
+    if jax.process_count() > 1 and out is None and resume is None:
+        raise PccError("a multi-process run writes one run folder: give every process the same out folder "
+                       "(--out, on a file system they share)")
     setup = _setup(spec)
     if resume is not None:
         run_dir = Path(resume)
         ckpts = _open_checkpoints(run_dir, spec.run.keep)
     else:
-        run_dir = _new_run_dir(spec, out)
+        run_dir = _new_run_dir(spec, out) if primary else Path(out)  # process 0 checks that it is new
         ckpts = Checkpoints(run_dir, spec.run.keep)
+    log_dir = run_dir if primary else run_dir / f"process-{process}"
+    log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        trainer = _Trainer(setup, run_dir, ckpts, resume is not None, list(callbacks))
+        trainer = _Trainer(setup, run_dir, ckpts, resume is not None, list(callbacks), log_dir)
     except BaseException:
         ckpts.close()
         raise
     # written once the checkpoint fits, so a resume with a wrong spec leaves the run folder as it was
-    _write_text(run_dir / SPEC_FILE, yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False,
-                                                    allow_unicode=True))
-    _write_json(run_dir / ENV_FILE, environment())
+    if primary:
+        _write_text(run_dir / SPEC_FILE, yaml.safe_dump(spec.model_dump(mode="json", by_alias=True),
+                                                        sort_keys=False, allow_unicode=True))
+        _write_json(run_dir / ENV_FILE, environment())
     return trainer.run(spec.run.progress if progress is None else progress)
 
 
 class _Trainer:
     """One session of a run: the loop, its bookkeeping and its faults."""
 
-    def __init__(self, setup: _Setup, run_dir: Path, ckpts: Checkpoints, resume: bool, callbacks: list[Callback]):
+    def __init__(self, setup: _Setup, run_dir: Path, ckpts: Checkpoints, resume: bool, callbacks: list[Callback],
+                 log_dir: Path):
         self.setup, self.spec, self.model, self.data = setup, setup.spec, setup.model, setup.data
         self.dir, self.ckpts, self.callbacks = run_dir, ckpts, callbacks
+        self.log_dir = log_dir  # metrics and summary: the run folder, or process-<i>/ in it for processes i > 0
         self.nb = setup.steps_per_epoch
         self.total = self.nb * self.spec.learning.epochs
         self.labels = list(self.model.graph.layer_labels)
@@ -261,7 +273,7 @@ class _Trainer:
                     "run's own spec.yaml")
         else:
             self.state, self.pos = self.model.init(), Position(steps_per_epoch=self.nb)
-        self.log = MetricsLog(run_dir, columns(self.labels, alignment=bool(self.spec.run.alignment_every)),
+        self.log = MetricsLog(log_dir, columns(self.labels, alignment=bool(self.spec.run.alignment_every)),
                               keep=self.pos.rows)
 
     # ------------------------------------------------------------------------------------- the loop
@@ -378,7 +390,7 @@ class _Trainer:
 
     # ----------------------------------------------------------------------------------- summary
     def _summarize(self, status: Status) -> Summary:
-        rows = read_rows(self.dir)
+        rows = read_rows(self.log_dir)
         train_rows = [r for r in rows if r["kind"] == "train"]
         evals = [r for r in rows if r["kind"] == "eval" and np.isfinite(r["loss"])]
         best = max(evals, key=lambda r: (_score(self.metric, r["loss"], r.get("accuracy")), r["step"]), default=None)
@@ -397,7 +409,7 @@ class _Trainer:
             checkpoint=None if latest is None else str(self.ckpts.folder(latest)),
             best_checkpoint=None if best_ckpt is None else str(self.ckpts.folder(best_ckpt)),
         )
-        _write_json(self.dir / SUMMARY_FILE, summary.to_dict())
+        _write_json(self.log_dir / SUMMARY_FILE, summary.to_dict())
         return summary
 
 

@@ -1,0 +1,5 @@
+"""``python -m pcc``: the ``pcc`` command."""
+
+from pcc.cli import main
+
+main()
