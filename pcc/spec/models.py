@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Callable, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationInfo, field_validator,
+                      model_validator)
 
 Activation = Literal["identity", "relu", "tanh", "gelu", "sigmoid", "silu", "leaky_relu", "softplus"]
 """Pointwise nonlinearities a node can apply."""
@@ -545,18 +546,11 @@ class Parallel(Strict):
     layers each), separate arrays that stay in cache and that XLA runs concurrently on a CPU's cores; the math
     is unchanged. ``auto``: 16 on a CPU, 1 (one batched matmul over the whole stack) on accelerators."""
 
-    @field_validator("layer_chunks")
+    @field_validator("data", "layer_chunks")
     @classmethod
-    def _positive_chunks(cls, v: Any) -> Any:
+    def _positive(cls, v: Any, info: ValidationInfo) -> Any:
         if v != "auto" and v < 1:
-            raise ValueError("`layer_chunks` must be a positive number or 'auto'")
-        return v
-
-    @field_validator("data")
-    @classmethod
-    def _positive(cls, v: Any) -> Any:
-        if v != "auto" and v < 1:
-            raise ValueError("`data` must be a positive number of devices or 'auto'")
+            raise ValueError(f"`{info.field_name}` must be a positive number or 'auto'")
         return v
 
 
