@@ -145,7 +145,9 @@ def bench(
         typer.echo(json.dumps(result.to_dict()))
         return
     r = result
-    typer.echo(f"{r.name} on {r.device}, batch {r.batch_size}, {r.dtype} (matmul precision {r.matmul_precision})\n"
+    chunks = "".join(f", {node} in {len(sizes)} layer chunks" for node, sizes in r.layer_chunks.items())
+    typer.echo(f"{r.name} on {r.device}, batch {r.batch_size}, {r.dtype} (matmul precision {r.matmul_precision})"
+               f"{chunks}\n"
                f"  compile (first step)  {r.compile_s:.2f} s\n"
                f"  step                  {r.step_ms['median']:.2f} ms median "
                f"({r.step_ms['min']:.2f} min, {r.step_ms['max']:.2f} max)\n"

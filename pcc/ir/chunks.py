@@ -3,9 +3,9 @@
 A stacked node of R copies is one ``(R, B, N)`` array. Split into chunks ``name#0 … name#(c−1)``, each its
 own stacked node of about R/c copies, the network is unchanged: chunk k's copy 0 is fed by chunk k−1's last
 copy through the same ops, exactly as copy k of a stack is fed by copy k−1. Inference runs on the chunked
-graph where that is faster (``parallel.layer_chunks``): every chunk's matmuls and elementwise passes work on
-an array small enough to stay in cache, and independent chunks run on different cores, while the traced
-program grows with the number of chunks, not with depth.
+graph where that is faster (``parallel.layer_chunks``): on a CPU, XLA runs the chunks' independent matmuls
+and elementwise passes concurrently on its cores (a stack's one batched matmul runs on one core), while the
+traced program grows with the number of chunks, not with depth.
 """
 
 from __future__ import annotations

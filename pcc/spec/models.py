@@ -543,8 +543,8 @@ class Parallel(Strict):
     layer_chunks: Union[int, Literal["auto"]] = "auto"
     """Inference on the activities at fixed weights (pc, nudged pc, and test-time inference; not ipc's loop or
     ``state: errors``) splits every stacked block into up to this many chunks of consecutive layers (at least 2
-    layers each), separate arrays that stay in cache and that XLA runs concurrently on a CPU's cores; the math
-    is unchanged. ``auto``: 16 on a CPU, 1 (one batched matmul over the whole stack) on accelerators."""
+    layers each): independent operations that XLA runs concurrently on a CPU's cores; the math is
+    unchanged. ``auto``: 16 on a CPU, 1 (one batched matmul over the whole stack) on accelerators."""
 
     @field_validator("data", "layer_chunks")
     @classmethod
