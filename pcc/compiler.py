@@ -64,7 +64,7 @@ class Compiled:
             graphdef=graphdef, graph=graph, solver=SOLVERS[inf.solver](inf), steps=inf.steps, tol=inf.tol,
             grad_scale=1.0 if inf.step_convention == "per_sample" else 1.0 / tuned_b,
             init=inf.init, init_std=inf.init_std, tx=self._weight_optimizer(), state=inf.state,
-            carry_errors=carries_errors(spec), layout=chunked_layout(graph, table, layer_chunks(spec.parallel)),
+            carry_errors=carries_errors(spec), layout=chunked_layout(graph, table, layer_chunks(spec, graph)),
         )
         nudging = learn.nudge and Nudging(NUDGE_PHASES[learn.nudge.mode], self._beta_schedule())
         step = train_step_of(learn.algorithm, learn.updates, inf.steps, nudging)

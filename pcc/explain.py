@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pcc.ir.chunks import CPU_CHUNKS, chunk_sizes
+from pcc.ir.chunks import chunk_counts, chunk_sizes
 from pcc.param.rules import parameterise_spec
 from pcc.spec.models import ODE, Spec, carries_errors, update_steps
 
@@ -87,8 +87,8 @@ def _chunked_inference(spec: Spec) -> bool:
 def _layer_chunks(graph, spec: Spec) -> dict[str, Any] | None:
     """How inference splits each stack: its chunk sizes (under ``auto``, those on a CPU; one chunk elsewhere)."""
     setting = spec.parallel.layer_chunks
-    stacks = {n.name: chunk_sizes(n.repeat, CPU_CHUNKS if setting == "auto" else setting)
-              for n in graph.nodes if n.repeat > 1}
+    counts = chunk_counts(graph, setting, spec.data.batch_size, cpu=True)
+    stacks = {n.name: chunk_sizes(n.repeat, counts[n.name]) for n in graph.nodes if n.repeat > 1}
     return {"setting": setting, "sizes": stacks} if stacks else None
 
 
@@ -140,7 +140,8 @@ def render(info: dict[str, Any]) -> None:
         chunks = inf["layer_chunks"]
         where = " on a CPU, one chunk on accelerators" if chunks["setting"] == "auto" else ""
         console.print("[bold]layer chunks[/] (parallel.layer_chunks " + str(chunks["setting"]) + "): " + "; ".join(
-            f"{name} in {len(sizes)} of {' or '.join(map(str, sorted(set(sizes), reverse=True)))} layers"
+            f"{name} in {len(sizes)} chunk{'s' * (len(sizes) > 1)} of "
+            f"{' or '.join(map(str, sorted(set(sizes), reverse=True)))} layers"
             for name, sizes in chunks["sizes"].items()) + where)
     opt = ", ".join(f"{k}={v}" for k, v in learn["optimizer"].items())
     console.print(f"[bold]learning[/]: {learn['algorithm']}, {opt}, {learn['epochs']} epoch(s), schedule "

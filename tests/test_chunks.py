@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pcc
-from pcc.ir.chunks import chunk_sizes, split_stacks
+from pcc.ir.chunks import CPU_CHUNKS, MIN_CHUNK_MACS, chunk_counts, chunk_sizes, split_stacks
 from pcc.ir.lower import lower
 from tests.helpers import batch, chain_layers, copy_state, make_spec
 
@@ -40,8 +40,8 @@ def test_chunk_sizes_cover_the_stack():
 
 def test_chunked_graph_chains_the_copies():
     graph = lower(make_spec(STACK, param="mupc"), (5, 3))
-    chunking = split_stacks(graph, 3)
     stack = [n for n in graph.nodes if n.repeat > 1][0]
+    chunking = split_stacks(graph, {stack.name: 3})
     names = [c for c, _, _ in chunking.spans[stack.name]]
     assert [chunking.graph.node(c).repeat for c in names] == [3, 2, 2]
     assert chunking.graph.depth == graph.depth and chunking.graph.layer_labels.__len__() == len(graph.layer_labels)
@@ -49,7 +49,22 @@ def test_chunked_graph_chains_the_copies():
     for prev, cur in zip(names, names[1:]):
         assert {(e.src, e.op) for e in chunking.graph.incoming(cur)} == {(prev, "dense"), (prev, "identity")}
     assert [e.src for e in chunking.graph.incoming("output")] == [names[-1]]
-    assert split_stacks(graph, 1) is None
+    assert split_stacks(graph, {stack.name: 1}) is None
+
+
+def test_auto_chunks_hold_enough_work_each():
+    """auto on a CPU: as many chunks as hold MIN_CHUNK_MACS multiply-adds each, at most CPU_CHUNKS; 1 elsewhere."""
+    graph = lower(make_spec(chain_layers([128], residual_repeat=126), param="mupc"), (784, 10))
+    stack = [n for n in graph.nodes if n.repeat > 1][0].name
+    macs = lambda b: 126 * b * 128 * 128  # noqa: E731
+    assert chunk_counts(graph, "auto", 128, cpu=True) == {stack: CPU_CHUNKS}  # task B: 63 chunks' worth
+    assert chunk_counts(graph, "auto", 32, cpu=True) == {stack: macs(32) // MIN_CHUNK_MACS} == {stack: 15}
+    assert chunk_counts(graph, "auto", 16, cpu=True) == {stack: 7}
+    assert chunk_counts(graph, "auto", 2, cpu=True) == {stack: 1}
+    assert chunk_counts(graph, "auto", 128, cpu=False) == {stack: 1}
+    assert chunk_counts(graph, 5, 1, cpu=False) == {stack: 5}
+    small = lower(make_spec(STACK, param="mupc"), (5, 3))  # 7 copies of 8 × 8: one chunk
+    assert set(chunk_counts(small, "auto", 64, cpu=True).values()) == {1}
 
 
 def _run(spec, overrides: dict, steps: int = 2):

@@ -16,7 +16,11 @@ from typing import Mapping, TypeVar
 from pcc.ir.graph import Graph, bottom_up_key
 
 CPU_CHUNKS = 16
-"""``parallel.layer_chunks: auto`` on a CPU (fastest of 1–24 on Task B, docs/performance.md); elsewhere 1."""
+"""The most chunks per stack under ``parallel.layer_chunks: auto`` on a CPU (fastest of 1–24 on Task B,
+docs/performance.md); elsewhere ``auto`` is 1."""
+MIN_CHUNK_MACS = 2**22
+"""Under ``auto``, each chunk's dense op holds at least this many multiply-adds per pass: smaller operations
+gain nothing from running concurrently and cost compile time."""
 
 T = TypeVar("T")
 Span = tuple[str, int, int]
@@ -46,12 +50,28 @@ def chunk_sizes(repeat: int, chunks: int) -> list[int]:
     return [repeat // c + (k < repeat % c) for k in range(c)]
 
 
-def split_stacks(graph: Graph, chunks: int) -> Chunking | None:
-    """The chunked graph with every stacked node split into up to ``chunks`` chunks (each at least 2
+def chunk_counts(graph: Graph, setting: int | str, batch_size: int, cpu: bool) -> dict[str, int]:
+    """Chunks per stacked node for ``parallel.layer_chunks = setting``: the number itself, or under ``auto`` on
+    a CPU as many as hold :data:`MIN_CHUNK_MACS` each, at most :data:`CPU_CHUNKS` (1 on other backends)."""
+    counts = {}
+    for node in graph.nodes:
+        if node.repeat < 2:
+            continue
+        if setting != "auto":
+            counts[node.name] = int(setting)
+            continue
+        fan_in = max((graph.node(e.src).width for e in graph.incoming(node.name) if e.op == "dense"), default=0)
+        macs = node.repeat * batch_size * fan_in * node.width
+        counts[node.name] = max(1, min(CPU_CHUNKS, macs // MIN_CHUNK_MACS)) if cpu else 1
+    return counts
+
+
+def split_stacks(graph: Graph, counts: Mapping[str, int]) -> Chunking | None:
+    """The chunked graph with each stacked node split into up to ``counts[name]`` chunks (each at least 2
     copies, so a chunk is still a stack), or None when no node splits."""
     spans: dict[str, tuple[Span, ...]] = {}
     for node in graph.nodes:
-        sizes = chunk_sizes(node.repeat, chunks) if node.repeat > 1 else [1]
+        sizes = chunk_sizes(node.repeat, counts.get(node.name, 1)) if node.repeat > 1 else [1]
         if len(sizes) > 1:
             starts = [sum(sizes[:k]) for k in range(len(sizes))]
             spans[node.name] = tuple((f"{node.name}#{k}", a, a + s) for k, (a, s) in enumerate(zip(starts, sizes)))

@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from pcc.ir.chunks import CPU_CHUNKS, Chunking, split_stacks
+from pcc.ir.chunks import Chunking, chunk_counts, split_stacks
 from pcc.ir.graph import Graph, bottom_up_key
 from pcc.nn.network import abstract_network
-from pcc.spec.models import Parallel
+from pcc.spec.models import Spec
 
 
 @dataclass(frozen=True)
@@ -84,17 +84,14 @@ class ChunkedLayout:
         return out | {k: v for k, v in values.items() if k not in chunk_keys}
 
 
-def layer_chunks(parallel: Parallel) -> int:
-    """Chunks per stack: the spec's number, or under ``auto`` :data:`~pcc.ir.chunks.CPU_CHUNKS` on a CPU and 1
-    (one batched matmul over the stack) elsewhere."""
-    if parallel.layer_chunks != "auto":
-        return parallel.layer_chunks
-    return CPU_CHUNKS if jax.default_backend() == "cpu" else 1
+def layer_chunks(spec: Spec, graph: Graph) -> dict[str, int]:
+    """Chunks per stacked node (see :func:`~pcc.ir.chunks.chunk_counts`) on the backend JAX runs on."""
+    return chunk_counts(graph, spec.parallel.layer_chunks, spec.data.batch_size, jax.default_backend() == "cpu")
 
 
-def chunked_layout(graph: Graph, table: dict, chunks: int) -> ChunkedLayout | None:
-    """The layout of ``graph`` with its stacks in up to ``chunks`` chunks; None when nothing splits."""
-    chunking = split_stacks(graph, chunks)
+def chunked_layout(graph: Graph, table: dict, counts: dict[str, int]) -> ChunkedLayout | None:
+    """The layout of ``graph`` with its stacks in up to ``counts[name]`` chunks; None when nothing splits."""
+    chunking = split_stacks(graph, counts)
     if chunking is None:
         return None
     graphdef, abstract = nnx.split(abstract_network(chunking.graph, chunking.table(table)))

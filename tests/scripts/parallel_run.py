@@ -20,9 +20,9 @@ from pcc.spec.models import Spec  # noqa: E402
 spec = Spec.model_validate({
     "data": {"batch_size": 32},
     "model": {"parameterisation": "mupc", "layers": [
-        {"dense": {"width": 32}}, {"residual": {"width": 32}, "repeat": 4}, {"dense": {}}]},  # 2 layer chunks
+        {"dense": {"width": 32}}, {"residual": {"width": 32}, "repeat": 4}, {"dense": {}}]},
     "inference": {"steps": 5},
-    "parallel": {"data": data if data == "auto" else int(data), "model": model},
+    "parallel": {"data": data if data == "auto" else int(data), "model": model, "layer_chunks": 2},
 })
 compiled = pcc.compile(spec, shapes=(16, 4))
 state = compiled.init()
