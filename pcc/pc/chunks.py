@@ -20,6 +20,10 @@ from pcc.nn.network import abstract_network
 from pcc.spec.models import Spec
 
 
+KEYS = (lambda node: node, bottom_up_key)
+"""How activities and errors name a node's entries: its value or error, and its bottom-up error."""
+
+
 @dataclass(frozen=True)
 class ChunkedLayout:
     """The chunked graph, its network's structure, and the maps into and out of it."""
@@ -55,33 +59,24 @@ class ChunkedLayout:
         nnx.replace_by_pure_dict(state, out)
         return state
 
-    def _chunks_of(self, key: str) -> tuple[str, tuple] | None:
-        base, suffix = (key[:-1], "^") if key.endswith("^") and key[:-1] in self.chunking.spans else (key, "")
-        spans = self.chunking.spans.get(base)
-        return None if spans is None else (suffix, spans)
-
     def split(self, values: dict) -> dict:
         """Activities or errors (keyed by node, or :func:`bottom_up_key` of it) sliced into chunks."""
-        out = {}
-        for key, v in values.items():
-            found = self._chunks_of(key)
-            if found is None:
-                out[key] = v
-            else:
-                suffix, spans = found
-                out |= {name + suffix: v[a:b] for name, a, b in spans}
+        out = dict(values)
+        for node, chain in self.chunking.spans.items():
+            for key in KEYS:
+                if key(node) in out:
+                    v = out.pop(key(node))
+                    out |= {key(name): v[a:b] for name, a, b in chain}
         return out
 
     def merge(self, values: dict) -> dict:
         """The inverse of :meth:`split`: chunks concatenated back into their stacks."""
-        out, spans = {}, self.chunking.spans
-        for node, chain in spans.items():
-            for key in (node, bottom_up_key(node)):
-                parts = [values.get(name + key[len(node):]) for name, _, _ in chain]
-                if parts[0] is not None:
-                    out[key] = jnp.concatenate(parts, axis=0)
-        chunk_keys = {name + s for chain in spans.values() for name, _, _ in chain for s in ("", "^")}
-        return out | {k: v for k, v in values.items() if k not in chunk_keys}
+        out = dict(values)
+        for node, chain in self.chunking.spans.items():
+            for key in KEYS:
+                if key(chain[0][0]) in out:
+                    out[key(node)] = jnp.concatenate([out.pop(key(name)) for name, _, _ in chain], axis=0)
+        return out
 
 
 def layer_chunks(spec: Spec, graph: Graph) -> dict[str, int]:
