@@ -111,6 +111,16 @@ def test_pcc_train_over_two_processes_and_resume(tmp_path):
         assert two1[key] == two0[key]
 
 
+def test_pcc_train_processes_must_agree_on_the_spec(tmp_path):
+    """A process started with another spec is an error on every process (none is left hanging)."""
+    group = _two_process_group()
+    procs = [_pcc_train("specs/quickstart.yaml", "--set", f"learning.optimizer.lr={lr}", "--out", str(tmp_path / "r"),
+                        *group(i)) for i, lr in enumerate((1e-3, 2e-3))]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 2 and "the spec of process 1 differs from process 0's" in err, err[-2000:]
+
+
 def test_pcc_train_rejects_an_incomplete_process_group(tmp_path):
     from typer.testing import CliRunner
 

@@ -26,6 +26,7 @@ written over the last good checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -202,6 +203,19 @@ def _open_checkpoints(run_dir: Path, keep: int | None) -> Checkpoints:
     return ckpts
 
 
+def _same_on_every_process(what: str, value: str) -> None:
+    """Raise on every process of a multi-process run when ``value`` differs from process 0's."""
+    from jax.experimental import multihost_utils
+
+    digest = np.frombuffer(hashlib.sha256(value.encode()).digest(), np.uint8)
+    same = np.array_equal(np.asarray(multihost_utils.broadcast_one_to_all(digest)), digest)
+    agree = np.asarray(multihost_utils.process_allgather(np.asarray([same], np.int32))).ravel()
+    if not agree.all():  # every process raises, so none is left waiting in a collective
+        differ = ", ".join(str(i) for i in np.flatnonzero(agree == 0))
+        raise PccError(f"the {what} of process {differ} differs from process 0's: start every process with the "
+                       "same SPEC, --set overrides and --out (or --resume) folder")
+
+
 # --------------------------------------------------------------------------------------------- train
 
 
@@ -223,9 +237,12 @@ def train(
     if out is not None and resume is not None:
         raise PccError("give either out (a new run folder) or resume (an existing one), not both")
     process, primary = jax.process_index(), jax.process_index() == 0
-    if jax.process_count() > 1 and out is None and resume is None:
-        raise PccError("a multi-process run writes one run folder: give every process the same out folder "
-                       "(--out, on a file system they share)")
+    if jax.process_count() > 1:
+        if out is None and resume is None:
+            raise PccError("a multi-process run writes one run folder: give every process the same out folder "
+                           "(--out, on a file system they share)")
+        _same_on_every_process("spec", spec.model_dump_json())
+        _same_on_every_process("run folder", str(Path(out if resume is None else resume).absolute()))
     setup = _setup(spec)
     if resume is not None:
         run_dir = Path(resume)
