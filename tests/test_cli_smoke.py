@@ -77,6 +77,7 @@ def test_bench_reports_the_needed_flops(tmp_path):
     per = lambda n, m: 2 * 32 * n * m  # noqa: E731
     assert r["flops_per_step"] == 5 * 2 * per(16, 3) + 2 * (per(8, 16) + per(16, 3))
     assert r["step_ms"]["min"] <= r["step_ms"]["median"] <= r["step_ms"]["max"]
+    assert r["layer_chunks"] == {}  # no stacked block
 
 
 def test_bad_spec_exits_2_with_a_located_message(tmp_path):
