@@ -88,3 +88,11 @@ def test_chunked_inference_is_the_same_program(name):
     assert plain[0].program.layout is None and chunked[0].program.layout is not None
     for a, b in zip(jax.tree.leaves(plain[1:]), jax.tree.leaves(chunked[1:])):
         np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6)
+
+
+def test_bench_names_the_chunks_it_timed():
+    from pcc.bench import bench
+
+    spec = make_spec(STACK, param="mupc")
+    spec = spec.model_copy(update={"parallel": spec.parallel.model_copy(update={"layer_chunks": 3})})
+    assert list(bench(spec, steps=2, warmup=1).layer_chunks.values()) == [[3, 2, 2]]
