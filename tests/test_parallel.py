@@ -121,6 +121,18 @@ def test_pcc_train_processes_must_agree_on_the_spec(tmp_path):
         assert p.returncode == 2 and "the spec of process 1 differs from process 0's" in err, err[-2000:]
 
 
+def test_pcc_train_processes_stop_together_on_a_used_folder(tmp_path):
+    """Process 0 refuses a non-empty --out; the other process stops too instead of waiting for it."""
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "keep.txt").write_text("an earlier result")
+    group = _two_process_group()
+    procs = [_pcc_train("specs/quickstart.yaml", "--out", str(tmp_path / "r"), *group(i)) for i in range(2)]
+    (_, err0), (_, err1) = (p.communicate(timeout=300) for p in procs)
+    assert [p.returncode for p in procs] == [2, 2], err0[-2000:] + err1[-2000:]
+    assert "is not empty" in err0 and "process 0 could not start the run folder" in err1
+    assert [f.name for f in (tmp_path / "r").iterdir()] == ["keep.txt"]
+
+
 def test_pcc_train_rejects_an_incomplete_process_group(tmp_path):
     from typer.testing import CliRunner
 

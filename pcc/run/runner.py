@@ -203,17 +203,36 @@ def _open_checkpoints(run_dir: Path, keep: int | None) -> Checkpoints:
     return ckpts
 
 
+def _all_agree(ok: bool) -> np.ndarray:
+    """Every process's ``ok`` in a multi-process run (a collective: each process waits for all)."""
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(np.asarray([ok], np.int32))).ravel().astype(bool)
+
+
 def _same_on_every_process(what: str, value: str) -> None:
     """Raise on every process of a multi-process run when ``value`` differs from process 0's."""
     from jax.experimental import multihost_utils
 
     digest = np.frombuffer(hashlib.sha256(value.encode()).digest(), np.uint8)
-    same = np.array_equal(np.asarray(multihost_utils.broadcast_one_to_all(digest)), digest)
-    agree = np.asarray(multihost_utils.process_allgather(np.asarray([same], np.int32))).ravel()
+    agree = _all_agree(np.array_equal(np.asarray(multihost_utils.broadcast_one_to_all(digest)), digest))
     if not agree.all():  # every process raises, so none is left waiting in a collective
-        differ = ", ".join(str(i) for i in np.flatnonzero(agree == 0))
+        differ = ", ".join(str(i) for i in np.flatnonzero(~agree))
         raise PccError(f"the {what} of process {differ} differs from process 0's: start every process with the "
                        "same SPEC, --set overrides and --out (or --resume) folder")
+
+
+def _shared_run_dir(spec: Spec, out: str | Path) -> Path:
+    """A multi-process run's new folder: process 0 checks and creates it while the others wait."""
+    error = None
+    if jax.process_index() == 0:
+        try:
+            _new_run_dir(spec, out)
+        except PccError as e:
+            error = e
+    if not _all_agree(error is None).all():
+        raise error or PccError(f"process 0 could not start the run folder {out} (see its error)")
+    return Path(out)
 
 
 # --------------------------------------------------------------------------------------------- train
@@ -248,7 +267,7 @@ def train(
         run_dir = Path(resume)
         ckpts = _open_checkpoints(run_dir, spec.run.keep)
     else:
-        run_dir = _new_run_dir(spec, out) if primary else Path(out)  # process 0 checks that it is new
+        run_dir = _new_run_dir(spec, out) if jax.process_count() == 1 else _shared_run_dir(spec, out)
         ckpts = Checkpoints(run_dir, spec.run.keep)
     log_dir = run_dir if primary else run_dir / f"process-{process}"
     log_dir.mkdir(parents=True, exist_ok=True)
