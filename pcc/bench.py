@@ -114,8 +114,7 @@ def bench(spec: Spec, *, steps: int = 30, warmup: int = 3) -> BenchResult:
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     return BenchResult(
         name=spec.name, device=f"{device.platform}:{device.device_kind}", dtype=dtype, matmul_precision=precision,
-        layer_chunks={} if model.program.layout is None else {
-            node: [hi - lo for _, lo, hi in spans] for node, spans in model.program.layout.chunking.spans.items()},
+        layer_chunks={} if model.program.layout is None else model.program.layout.chunking.sizes,
         batch_size=b, compile_s=compile_s,
         step_ms={"median": 1e3 * median, "min": 1e3 * float(times.min()), "max": 1e3 * float(times.max())},
         samples_per_s=b / median, flops_per_step=flops, achieved_flops=flops / median, peak_flops=peak,

@@ -36,6 +36,11 @@ class Chunking:
     spans: Mapping[str, tuple[Span, ...]]
     sources: Mapping[str, str]
 
+    @property
+    def sizes(self) -> dict[str, list[int]]:
+        """Copies per chunk of each split node."""
+        return {node: [stop - start for _, start, stop in spans] for node, spans in self.spans.items()}
+
     def table(self, table: Mapping[str, T]) -> dict[str, T]:
         """A per-edge table (keyed by :attr:`Edge.key`, and by :func:`bottom_up_key` of it) for the chunked
         graph, from the original graph's."""
