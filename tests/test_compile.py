@@ -176,10 +176,10 @@ def _chain_weights(m, params):
     return ws, mults
 
 
-@pytest.mark.parametrize("algorithm", ["pc", "ipc", "bp"])
-def test_train_step_matches_hand_written_reference(algorithm):
+@pytest.mark.parametrize("algorithm,errors", [("pc", "auto"), ("pc", "recomputed"), ("ipc", "auto"), ("bp", "auto")])
+def test_train_step_matches_hand_written_reference(algorithm, errors):
     steps, eta, lr = 6, 0.1, 0.05
-    spec = make_spec(chain_layers([9, 7]), param="mupc", inference={"steps": steps, "step_size": eta},
+    spec = make_spec(chain_layers([9, 7]), param="mupc", inference={"steps": steps, "step_size": eta, "errors": errors},
                      learning={"algorithm": algorithm, "optimizer": {"name": "sgd", "lr": lr}})
     m = compile(spec, shapes=(D, C))
     state = m.init()
@@ -208,6 +208,29 @@ def test_train_step_matches_hand_written_reference(algorithm):
 
 
 # ------------------------------------------------------------------------------------------ structure
+def test_inference_loop_holds_the_input_projection_as_a_constant():
+    """With the errors recomputed every step, the prediction of the node fed by the clamped input is computed
+    once: the loop carries it, not the input and its weights, and the errors it gives are bit for bit those
+    computed from scratch."""
+    b, width = 4, 9
+    spec = make_spec(chain_layers([width, 7]), inference={"steps": 3, "errors": "recomputed"})
+    m = compile(spec, shapes=(D, C))
+    state = m.init()
+    x, y = map(jnp.asarray, batch(0, b, D, C))
+    text = m._train_step.lower(state, x, y).as_text()
+    loop = text[text.index("stablehlo.while"):]
+    carried = loop[:loop.index("\n")]
+    assert f"tensor<{b}x{width}xf32>" in carried
+    assert f"tensor<{b}x{D}xf32>" not in carried and f"tensor<{D}x{width}xf32>" not in carried
+
+    p = m.program
+    free = {n: jax.random.normal(jax.random.key(i), (b, p.graph.node(n).width)) for i, n in enumerate(p.free_names())}
+    hoisted, direct = p.error_map(state.params, x, y)(free), p.errors(state.params, free, x, y)
+    assert set(hoisted) == set(direct)
+    for n in direct:
+        np.testing.assert_array_equal(np.asarray(hoisted[n]), np.asarray(direct[n]))
+
+
 def test_stacked_block_equals_unstacked_layers():
     repeat = 3
     stacked = make_spec(chain_layers([8], residual_repeat=repeat), param="mupc")

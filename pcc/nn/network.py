@@ -180,15 +180,21 @@ class PCNetwork(nnx.Module):
         """The prediction μ of node ``name`` from the current values of its sources."""
         return self._prediction(name, values, sign=1.0)
 
-    def error(self, name: str, values: Values) -> jax.Array:
-        """The prediction error e = z − μ of node ``name``.
+    def error(self, name: str, values: Values, prediction: jax.Array | None = None) -> jax.Array:
+        """The prediction error e = z − μ of node ``name``, from its :meth:`signed_prediction` (computed here
+        unless given: inference computes the fixed predictions of nodes fed by clamped data once).
 
         Under ``w_phi`` the dense terms enter with a negated multiplier (z + Σ(−a)φ(h)W − skips), so the
         transposed matmul of a back-projection receives the error signal as it is, with no negation pass.
         """
+        prediction = self.signed_prediction(name, values) if prediction is None else prediction
         if self.graph.ordering == "w_phi":
-            return (values[name] + self._prediction(name, values, sign=-1.0)).astype(self.dtype)
-        return (values[name] - self._prediction(name, values, sign=1.0)).astype(self.dtype)
+            return (values[name] + prediction).astype(self.dtype)
+        return (values[name] - prediction).astype(self.dtype)
+
+    def signed_prediction(self, name: str, values: Values) -> jax.Array:
+        """−μ under ``w_phi``, μ under ``phi_w``: the term :meth:`error` adds to or subtracts from z."""
+        return self._prediction(name, values, sign=-1.0 if self.graph.ordering == "w_phi" else 1.0)
 
     def error_change(self, name: str, dz: Values, dphi: Values) -> jax.Array:
         """e_n(new) − e_n(old) under ``w_phi``, from the changes of the values alone: Δz_n − Σ_dense a Δφ(h) W −

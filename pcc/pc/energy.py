@@ -64,10 +64,12 @@ def predictions(net: PCNetwork, values: Values) -> Predictions:
     return {n.name: net.predict(n.name, values) for n in net.graph.energy_nodes}
 
 
-def errors(net: PCNetwork, values: Values) -> Errors:
+def errors(net: PCNetwork, values: Values, fixed: Predictions | None = None) -> Errors:
     """e_n = z_n − μ_n of every energy node (and, in bidirectional PC, its bottom-up error b_n under
-    :func:`~pcc.ir.graph.bottom_up_key`)."""
-    err = {n.name: net.error(n.name, values) for n in net.graph.energy_nodes}
+    :func:`~pcc.ir.graph.bottom_up_key`). ``fixed``: the signed predictions
+    (:meth:`~pcc.nn.network.PCNetwork.signed_prediction`) of nodes whose sources do not change, computed once."""
+    fixed = fixed or {}
+    err = {n.name: net.error(n.name, values, fixed.get(n.name)) for n in net.graph.energy_nodes}
     if net.graph.bidirectional:
         err |= {bottom_up_key(n.name): net.bottom_up_error(n.name, values) for n in net.graph.energy_nodes}
     return err

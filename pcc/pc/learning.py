@@ -130,6 +130,16 @@ class Program:
         """e = z − μ of every energy node."""
         return E.errors(self.net(params), self.values(free, x, y))
 
+    def error_map(self, params, x: jax.Array, y: jax.Array) -> Callable[[Activities], E.Errors]:
+        """z ↦ the errors at fixed weights (:meth:`errors`), with the predictions of the nodes fed only by
+        hard-clamped data (the input's projection) computed once, here: an inference loop built on the map
+        holds them as constants instead of redoing their matmuls every step."""
+        net = self.net(params)
+        data = {n: self.data(n, x, y) for n, c in self.clamps.items() if c.hard}
+        fixed = {n.name: net.signed_prediction(n.name, data) for n in self.graph.energy_nodes
+                 if n.repeat == 1 and all(e.src in data for e in self.graph.incoming(n.name))}
+        return lambda free: E.errors(net, self.values(free, x, y), fixed)
+
     def log_precision(self, params) -> E.LogPrecisions:
         """log λ of the nodes with a learned precision."""
         if not self.graph.learned_precision:
@@ -249,7 +259,7 @@ class Program:
         carry = (lambda old, new, err: E.carry_errors(net, self.values(old, x, y), self.values(new, x, y), err, old)
                  ) if self.carry_errors else None
         return Relaxation(grad=lambda z, err: self.activity_grad(params, z, x, y, err),
-                          aux=lambda z: self.errors(params, z, x, y), rms=self.rms, scale=self.grad_scale, carry=carry)
+                          aux=self.error_map(params, x, y), rms=self.rms, scale=self.grad_scale, carry=carry)
 
     # ePC: the state is the errors ε of the free nodes (the value itself for a free root)
     def from_errors(self, params, eps: Activities, x, y) -> tuple[Activities, E.Errors]:
