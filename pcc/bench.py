@@ -1,6 +1,7 @@
 """``pcc bench``: compile time, steady-state step time, and the fraction of the machine's matmul peak.
 
-Everything is measured in one process with ``block_until_ready``. The FLOPs a train step strictly needs are
+Everything is measured in one process with ``block_until_ready``, on one batch kept on the device (as the
+runner's prefetch keeps the next batches: the copy of a batch overlaps the steps before it). The FLOPs a train step strictly needs are
 counted from the graph: per inference step two matmuls (prediction and error back-projection) for every
 dense edge whose source is free, the clamped input's projection once, and the feedforward initialisation
 and the weight gradient once; a matmul of a (B, n) by an (n, m) matrix costs 2·B·n·m. The peak is measured
@@ -95,8 +96,8 @@ def bench(spec: Spec, *, steps: int = 30, warmup: int = 3) -> BenchResult:
     model = compile_spec(spec, shapes=(d_in, d_out))
     rng = np.random.default_rng(spec.seed)
     b = spec.data.batch_size
-    x = rng.random((b, d_in), np.float32)
-    y = np.eye(d_out, dtype=np.float32)[rng.integers(0, d_out, b)]
+    x, y = model.place_batch((rng.random((b, d_in), np.float32),
+                              np.eye(d_out, dtype=np.float32)[rng.integers(0, d_out, b)]))
     holder = {"state": jax.block_until_ready(model.init())}
 
     def step():

@@ -19,7 +19,7 @@ from flax import nnx
 from pcc.errors import PccError
 from pcc.ir.graph import Graph
 from pcc.nn.network import PCNetwork, abstract_network, build_network
-from pcc.parallel import make_mesh, shard_batch, state_shardings
+from pcc.parallel import batch_sharding, make_mesh, shard_batch, state_shardings
 from pcc.param.rules import EdgeParam, parameterise_spec
 from pcc.pc.chunks import chunked_layout, layer_chunks
 from pcc.pc.inference import SOLVERS
@@ -132,11 +132,19 @@ class Compiled:
 
     def train_step(self, state: TrainState, batch: tuple[Any, Any]) -> tuple[TrainState, StepMetrics]:
         """One train step on ``batch = (x, y)``: x (B, D), y (B, C). ``state``'s buffers are donated."""
-        return self._train_step(state, *map(self._place, batch))
+        return self._train_step(state, *self.place_batch(batch))
+
+    def place_batch(self, batch: tuple[Any, Any]) -> tuple[jax.Array, jax.Array]:
+        """``batch = (x, y)`` on the device(s), split along the data axis when there is a mesh; arrays placed
+        already pass through. The copy is asynchronous: placing the next batch while a step runs hides it."""
+        x, y = (self._place(a) for a in batch)
+        return x, y
 
     def _place(self, array) -> jax.Array:
-        """A batch array on the device(s): split along the data axis when there is a mesh."""
-        return jnp.asarray(array) if self.mesh is None else shard_batch(self.mesh, array)
+        if self.mesh is None:
+            return jnp.asarray(array)
+        placed = isinstance(array, jax.Array) and array.sharding == batch_sharding(self.mesh)
+        return array if placed else shard_batch(self.mesh, array)
 
     def _infer_impl(self, params, x, y, key) -> InferenceResult:
         return self.program.infer(params, x, y, key)

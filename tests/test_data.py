@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from pcc.data import SOURCES, batches, batches_from, idx, load_dataset, num_batches, peek_shapes
+from pcc.data import SOURCES, batches, batches_from, idx, load_dataset, num_batches, peek_shapes, prefetch
 from pcc.data.datasets import FASHION_MNIST_DIR, mnist_5k_file
 from pcc.errors import DataError
 from pcc.spec.models import DATASETS, Data
@@ -437,6 +437,19 @@ def test_batches_are_a_function_of_seed_and_epoch():
     assert not np.array_equal(order(seed=1, epoch=2), order(seed=1, epoch=3))
     assert not np.array_equal(order(seed=1, epoch=2), order(seed=2, epoch=2))
     np.testing.assert_array_equal(order(seed=1, epoch=2, shuffle=False), np.arange(64))
+
+
+def test_prefetch_places_each_item_ahead_and_keeps_the_order():
+    placed, seen = [], []
+
+    def place(item):
+        placed.append(item)
+        return -item
+
+    for got in prefetch(range(6), place, ahead=2):
+        seen.append((got, len(placed)))
+    assert seen == [(0, 3), (-1, 4), (-2, 5), (-3, 6), (-4, 6), (-5, 6)]
+    assert list(prefetch([], place)) == []
 
 
 def test_resumed_epoch_continues_with_the_same_batches():

@@ -4,7 +4,7 @@
 (input_dim, output_dim) cheaply; :func:`batches` iterates an epoch deterministically from (seed, epoch).
 """
 
-from pcc.data.batching import batches, batches_from, epoch_order, num_batches
+from pcc.data.batching import batches, batches_from, epoch_order, num_batches, prefetch
 from pcc.data.datasets import FASHION_MNIST_DIR, SOURCES, load_dataset, mnist_5k_file, peek_shapes, register
 from pcc.data.prepare import Dataset, Raw
 
@@ -20,5 +20,6 @@ __all__ = [
     "mnist_5k_file",
     "num_batches",
     "peek_shapes",
+    "prefetch",
     "register",
 ]

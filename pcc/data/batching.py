@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool = True) -> int:
@@ -52,3 +57,15 @@ def batches_from(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """:func:`batches` from batch ``start_batch`` of the epoch: the rest of an interrupted epoch."""
     return batches(x, y, batch_size, seed=seed, epoch=epoch, start=start_batch, **options)
+
+
+def prefetch(items: Iterable[T], place: Callable[[T], U], ahead: int = 2) -> Iterator[U]:
+    """``place(item)`` for each item, called ``ahead`` items before the item is wanted: with ``place`` an
+    asynchronous copy to the device, the copy of the next batches overlaps the steps on the current one."""
+    queue: deque[U] = deque()
+    for item in items:
+        queue.append(place(item))
+        if len(queue) > ahead:
+            yield queue.popleft()
+    while queue:
+        yield queue.popleft()

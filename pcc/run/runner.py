@@ -44,7 +44,7 @@ import yaml
 
 from pcc.compiler import Compiled
 from pcc.compiler import compile as compile_spec
-from pcc.data import Dataset, batches, load_dataset, num_batches
+from pcc.data import Dataset, batches, load_dataset, num_batches, prefetch
 from pcc.errors import CheckpointError, DataError, DivergenceError, PccError
 from pcc.run.checkpoint import Checkpoints, Position, all_finite, to_arrays
 from pcc.run.metrics import (
@@ -333,8 +333,9 @@ class _Trainer:
     def _epochs(self, stop: StopFlag, bar: Bar) -> None:
         spec = self.spec
         for epoch in range(self.pos.epoch, spec.learning.epochs):
-            for batch in batches(self.data.x_train, self.data.y_train, spec.data.batch_size, seed=spec.seed,
-                                 epoch=epoch, start=self.pos.batch):
+            epoch_batches = batches(self.data.x_train, self.data.y_train, spec.data.batch_size, seed=spec.seed,
+                                    epoch=epoch, start=self.pos.batch)
+            for batch in prefetch(epoch_batches, self.model.place_batch):
                 if stop.requested:
                     raise KeyboardInterrupt
                 align = self._alignment(batch)  # from the state before the step: train_step donates it
@@ -348,7 +349,7 @@ class _Trainer:
                 self._after_step(metrics, bar, align)
             self._end_epoch(epoch, bar)
 
-    def _alignment(self, batch: tuple[np.ndarray, np.ndarray]) -> dict[str, float | None] | None:
+    def _alignment(self, batch: tuple[jax.Array, jax.Array]) -> dict[str, float | None] | None:
         """The alignment metrics of the coming step's update, when the step is on the ``alignment_every``
         cadence (else None)."""
         every = self.spec.run.alignment_every

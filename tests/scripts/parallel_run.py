@@ -15,6 +15,7 @@ if len(sys.argv) > 3:
 import numpy as np  # noqa: E402
 
 import pcc  # noqa: E402
+import pcc.data  # noqa: E402
 from pcc.spec.models import Spec  # noqa: E402
 
 spec = Spec.model_validate({
@@ -27,11 +28,12 @@ spec = Spec.model_validate({
 compiled = pcc.compile(spec, shapes=(16, 4))
 state = compiled.init()
 rng = np.random.default_rng(0)
-curve = []
-for _ in range(20):
-    x = rng.normal(size=(32, 16)).astype(np.float32)
-    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 32)]
+batches = [(rng.normal(size=(32, 16)).astype(np.float32), np.eye(4, dtype=np.float32)[rng.integers(0, 4, 32)])
+           for _ in range(20)]
+curve, passed = [], True
+for x, y in pcc.data.prefetch(batches, compiled.place_batch):  # placed ahead, as the runner does
+    passed = passed and compiled.place_batch((x, y))[0] is x
     state, metrics = compiled.train_step(state, (x, y))
     curve.append([float(metrics.loss), float(metrics.energy_final)])
 mesh = compiled.mesh
-print(json.dumps({"mesh": None if mesh is None else dict(mesh.shape), "curve": curve}))
+print(json.dumps({"mesh": None if mesh is None else dict(mesh.shape), "curve": curve, "placed_pass_through": passed}))
