@@ -10,6 +10,7 @@ that needs them imports them inside its function.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -69,13 +70,34 @@ def _version(show: bool) -> None:
         raise typer.Exit()
 
 
+CACHE_ENV = "PCC_COMPILATION_CACHE"
+COMPILING = frozenset({"train", "eval", "sweep", "diagnose", "explain"})
+"""The commands whose XLA programs are kept on disk (``pcc bench`` measures the compile, so it never reads them)."""
+
+
+def use_compilation_cache() -> None:
+    """Keep the XLA programs a command compiles on disk (JAX's persistent compilation cache), so the next
+    command on the same spec and shapes (a rerun, ``--resume``, ``pcc eval``) skips XLA's compile and, on a GPU,
+    its autotuning. The folder is ``$PCC_COMPILATION_CACHE`` (``off`` disables it), by default
+    ``~/.cache/pcc/xla``; JAX's own ``JAX_COMPILATION_CACHE_DIR`` wins when set. Set before jax is imported."""
+    setting = os.environ.get(CACHE_ENV, "").strip()
+    if setting.lower() in {"off", "0", "false", "no"}:
+        return
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pcc" / "xla"
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", setting or str(default))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
 ) -> None:
     """pcc, the predictive coding compiler."""
+    if ctx.invoked_subcommand in COMPILING:
+        use_compilation_cache()
 
 
 @command()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from pcc.cli import CACHE_ENV, use_compilation_cache
 
 SPEC = """\
 version: 1
@@ -28,9 +31,11 @@ run: {log_every: 4}
 """
 
 
-def pcc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def pcc(*args: str, check: bool = True, cache: Path | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env[CACHE_ENV] = str(cache) if cache else "off"
     return subprocess.run([sys.executable, "-m", "pcc.cli", *args], capture_output=True, text=True, timeout=300,
-                          check=check)
+                          check=check, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +43,7 @@ def run_dir(tmp_path_factory) -> tuple[Path, dict]:
     tmp = tmp_path_factory.mktemp("smoke")
     spec = tmp / "smoke.yaml"
     spec.write_text(SPEC)
-    out = pcc("train", str(spec), "--out", str(tmp / "run"), "--json")
+    out = pcc("train", str(spec), "--out", str(tmp / "run"), "--json", cache=tmp / "xla")
     return tmp / "run", json.loads(out.stdout)
 
 
@@ -50,9 +55,25 @@ def test_train_prints_one_json_summary_and_learns(run_dir):
 
 
 def test_eval_reads_the_checkpoint_back(run_dir):
+    """Evaluated from the compilation cache train left (and without it): the same accuracy."""
     path, summary = run_dir
-    result = json.loads(pcc("eval", str(path), "--which", "last", "--json").stdout)
-    assert result["accuracy"] == pytest.approx(summary["final_test_accuracy"])
+    cache = path.parent / "xla"
+    assert len(list(cache.iterdir())) >= 2  # the train step and the test evaluation at least
+    for kept in (cache, None):
+        result = json.loads(pcc("eval", str(path), "--which", "last", "--json", cache=kept).stdout)
+        assert result["accuracy"] == pytest.approx(summary["final_test_accuracy"])
+
+
+@pytest.mark.parametrize("setting,want", [("off", None), ("", "home/.cache/pcc/xla"), ("elsewhere", "elsewhere")])
+def test_compilation_cache_folder(monkeypatch, tmp_path, setting, want):
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / setting) if setting == "elsewhere" else setting)
+    use_compilation_cache()
+    got = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    assert got == (want and str(tmp_path / want))
 
 
 def test_plot_writes_a_png(run_dir, tmp_path):
