@@ -22,6 +22,10 @@ from pcc.spec.models import Inference, OptimizerSpec
 
 Activities = dict[str, jax.Array]
 
+UNROLL: int | bool = 1
+"""Inference steps per iteration of the fixed-``T`` loop (``True``: the whole loop written out). 1: writing it
+out saved 6–7 % of a GPU step but added seconds of compile (``benchmarks/gpu_suite.py`` measures it)."""
+
 
 # ------------------------------------------------------------------------------------------ solvers
 @dataclass(frozen=True)
@@ -141,7 +145,7 @@ def settle(grad: Callable, advance: Callable, state: Any, *, steps: int, tol: fl
     activity part. With ``tol`` the loop stops once every sample's residual is below it.
     """
     if tol is None:
-        state = jax.lax.fori_loop(0, steps, lambda _, s: advance(s, grad(s)), state)
+        state = jax.lax.fori_loop(0, steps, lambda _, s: advance(s, grad(s)), state, unroll=UNROLL)
         return state, jnp.asarray(steps, jnp.int32)
 
     def cond(carry):
