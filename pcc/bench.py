@@ -1,12 +1,12 @@
 """``pcc bench``: compile time, steady-state step time, and the fraction of the machine's matmul peak.
 
-Everything is measured in one process with ``block_until_ready``, on one batch kept on the device (as the
-runner's prefetch keeps the next batches: the copy of a batch overlaps the steps before it). The FLOPs a train step strictly needs are
-counted from the graph: per inference step two matmuls (prediction and error back-projection) for every
-dense edge whose source is free, the clamped input's projection once, and the feedforward initialisation
-and the weight gradient once; a matmul of a (B, n) by an (n, m) matrix costs 2·B·n·m. The peak is measured
-with the matmul the spec's dense ops use: float32 at ``model.matmul_precision``, or bfloat16 inputs with
-float32 accumulation under ``model.dtype: bfloat16``.
+Everything is measured in one process with ``block_until_ready``, on one batch kept on the device (the
+runner prefetches its batches, so their copies overlap the steps before them). The FLOPs a train step
+strictly needs are counted from the graph: per inference step two matmuls (prediction and error
+back-projection) for every dense edge whose source is free, the clamped input's projection once, and the
+feedforward initialisation and the weight gradient once; a matmul of a (B, n) by an (n, m) matrix costs
+2·B·n·m. The peak is measured with the matmul the spec's dense ops use: float32 at
+``model.matmul_precision``, or bfloat16 inputs with float32 accumulation under ``model.dtype: bfloat16``.
 """
 
 from __future__ import annotations
