@@ -79,12 +79,23 @@ def use_compilation_cache() -> None:
     """Keep the XLA programs a command compiles on disk (JAX's persistent compilation cache), so the next
     command on the same spec and shapes (a rerun, ``--resume``, ``pcc eval``) skips XLA's compile and, on a GPU,
     its autotuning. The folder is ``$PCC_COMPILATION_CACHE`` (``off`` disables it), by default
-    ``~/.cache/pcc/xla``; JAX's own ``JAX_COMPILATION_CACHE_DIR`` wins when set. Set before jax is imported."""
+    ``~/.cache/pcc/xla``; JAX's own ``JAX_COMPILATION_CACHE_DIR`` wins when set. A folder that cannot be
+    created or written turns the cache off with one warning. Set before jax is imported."""
     setting = os.environ.get(CACHE_ENV, "").strip()
-    if setting.lower() in {"off", "0", "false", "no"}:
+    if setting.lower() in {"off", "0", "false", "no"} or "JAX_COMPILATION_CACHE_DIR" in os.environ:
         return
-    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pcc" / "xla"
-    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", setting or str(default))
+    folder = (Path(setting).expanduser() if setting
+              else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pcc" / "xla")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        usable = os.access(folder, os.W_OK)
+    except OSError:
+        usable = False
+    if not usable:
+        typer.echo(f"pcc: warning: compilation cache off: {folder} is not a writable folder (set {CACHE_ENV} "
+                   "to one, or to off)", err=True)
+        return
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 

@@ -64,16 +64,21 @@ def test_eval_reads_the_checkpoint_back(run_dir):
         assert result["accuracy"] == pytest.approx(summary["final_test_accuracy"])
 
 
-@pytest.mark.parametrize("setting,want", [("off", None), ("", "home/.cache/pcc/xla"), ("elsewhere", "elsewhere")])
-def test_compilation_cache_folder(monkeypatch, tmp_path, setting, want):
+@pytest.mark.parametrize("setting,want", [("off", None), ("", "home/.cache/pcc/xla"), ("elsewhere", "elsewhere"),
+                                          ("a-file", None)])
+def test_compilation_cache_folder(monkeypatch, tmp_path, capsys, setting, want):
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path / setting) if setting == "elsewhere" else setting)
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / setting) if setting in ("elsewhere", "a-file") else setting)
     use_compilation_cache()
     got = os.environ.get("JAX_COMPILATION_CACHE_DIR")
     assert got == (want and str(tmp_path / want))
+    assert want is None or (tmp_path / want).is_dir()
+    warned = capsys.readouterr().err
+    assert ("compilation cache off" in warned) == (setting == "a-file")
 
 
 def test_plot_writes_a_png(run_dir, tmp_path):
