@@ -2,6 +2,9 @@
 
 - ``bench``: ``pcc bench`` on Task A, Task B and a width-1024 MLP at matmul precision highest and default,
   and in bfloat16, with the hand-written reference timed beside them at both precisions;
+- ``runner``: the step time of real training (Task A and B on Fashion-MNIST, batches prefetched by the
+  runner, metrics logged every 10 steps), to set beside ``pcc bench``'s; and ``pcc train`` of Task B twice in
+  fresh processes sharing a fresh compilation cache (the second should skip XLA's compile and autotuning);
 - ``variants``: what a launch-bound step spends its time on. Task A and Task B's train step timed with the
   batch passed as numpy (copied in every step) and kept on the device, with the inference loop written out
   (``unroll``), with the per-step metrics reduced to the loss (``lean``), and Task B in 4 and 16 layer chunks
@@ -48,7 +51,7 @@ HERE = Path(__file__).parent
 TASKS = {"a": str(HERE / "task_a.yaml"), "b": str(HERE / "task_b.yaml")}
 WIDE = ["model.layers.0.dense.width=1024", "model.layers.1.dense.width=1024", "model.layers.2.dense.width=1024",
         "name=mlp-1024"]
-SECTIONS = ("bench", "variants", "rounding", "depth", "flags", "trace")
+SECTIONS = ("bench", "runner", "variants", "rounding", "depth", "flags", "trace")
 FLAGS = {
     "graphs_while": "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,CONDITIONAL,WHILE",
     "graphs_while_min1": ("--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,CONDITIONAL,"
@@ -261,8 +264,8 @@ def main() -> None:
     start = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict = {"device": str(jax.devices()[0]), "jax": jax.__version__, "bench": {}, "variants": {},
-                     "flags": {}, "trace": {}, "rounding": [], "depth": []}
+    results: dict = {"device": str(jax.devices()[0]), "jax": jax.__version__, "bench": {}, "runner": {},
+                     "variants": {}, "flags": {}, "trace": {}, "rounding": [], "depth": []}
 
     def save():
         (out / "gpu_results.json").write_text(json.dumps(results, indent=1))
@@ -277,6 +280,7 @@ def main() -> None:
     data = [f"data.path={args.fmnist}"] if args.fmnist else []
     sections = {
         "bench": lambda: bench_section(results, save, args.steps, left),
+        "runner": lambda: left("runner") and runner_section(results, save, data),
         "variants": lambda: left("variants") and variants_section(results, save, args.steps, out),
         "rounding": lambda: rounding_section(results, save, data, left),
         "depth": lambda: depth_section(results, save, data, left),
@@ -298,7 +302,8 @@ def bench_section(results, save, steps: int, left):
         for tag, extra in (("", []), ("/precision_default", ["model.matmul_precision=default"]),
                            ("/bfloat16", ["model.dtype=bfloat16"])):
             if left(f"bench {name}{tag}"):
-                results["bench"][name + tag] = r = bench(pcc.load_spec(path, overrides=sets + extra), steps=steps).to_dict()
+                r = bench(pcc.load_spec(path, overrides=sets + extra), steps=steps).to_dict()
+                results["bench"][name + tag] = r
                 print(name + tag, json.dumps(r), flush=True)
                 save()
     for t in "ab":
@@ -306,6 +311,35 @@ def bench_section(results, save, steps: int, left):
             if left(f"reference {t}"):
                 results["bench"][f"reference_{t}/{precision or 'default'}"] = reference(t, steps, precision)
                 save()
+
+
+def runner_section(results, save, data: list[str]):
+    for t in "ab":
+        rows: list[dict] = []
+        sets = [*data, "learning.epochs=1", "data.limit_train=12800", "run.checkpoint_every_epochs=0",
+                "run.log_every=10"]
+        pcc.train(pcc.load_spec(TASKS[t], overrides=sets), out=f"/tmp/pcc-runs/runner-{t}", progress=False,
+                  callbacks=[lambda row: row.get("kind") == "train" and rows.append(row)])
+        first, last = rows[1], rows[-1]  # from the second logged step on: compiled and warm
+        ms = 1e3 * (last["wall"] - first["wall"]) / (last["step"] - first["step"])
+        results["runner"][f"task_{t}_ms_per_step"] = ms
+        print("runner", t, ms, flush=True)
+        save()
+    cache = Path("/tmp/pcc-xla-cache")
+    shutil.rmtree(cache, ignore_errors=True)
+    env = {**os.environ, "PCC_COMPILATION_CACHE": str(cache)}
+    for run in ("cold", "warm"):
+        folder = f"/tmp/pcc-runs/cache-{run}"
+        shutil.rmtree(folder, ignore_errors=True)
+        cmd = [sys.executable, "-m", "pcc.cli", "train", TASKS["b"], "--out", folder, "--json",
+               *(a for v in [*data, "data.limit_train=1280", "learning.epochs=1", "run.checkpoint_every_epochs=0"]
+                 for a in ("--set", v))]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        summary = json.loads(done.stdout) if done.returncode == 0 else {"error": done.stderr[-600:]}
+        results["runner"][f"compile_cache_{run}"] = {k: summary.get(k) for k in ("compile_time", "wall_time",
+                                                                                 "final_test_accuracy", "error")}
+        print("cache", run, results["runner"][f"compile_cache_{run}"], flush=True)
+        save()
 
 
 def rounding_section(results, save, data: list[str], left):
