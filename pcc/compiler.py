@@ -167,16 +167,16 @@ class Compiled:
     def evaluate(self, state: TrainState, batches: Iterable[tuple[Any, Any]]) -> EvalMetrics:
         """Mean loss (and accuracy for one-hot targets) of the mode's prediction over ``batches``, and the
         mean energy after inference in modes that infer (see :mod:`pcc.pc.modes`)."""
-        loss_sum, correct, energy_sum, n, classify = 0.0, 0, 0.0, 0, self.mode.accuracy
-        for x, y in batches:
-            loss, hits, energy = self._eval_batch(state.params, jnp.asarray(x), jnp.asarray(y), _step_key(state))
-            loss_sum += float(loss)
-            correct += int(hits)
-            energy_sum += float(energy)
+        sums, n, classify, key = [], 0, self.mode.accuracy, _step_key(state)
+        for x, y in batches:  # dispatched without waiting: the host reads the sums back once, at the end
+            sums.append(self._eval_batch(state.params, jnp.asarray(x), jnp.asarray(y), key))
             n += len(x)
             classify = classify and _is_one_hot(y)
         if n == 0:
             raise PccError("evaluate() got no batches")
+        sums = jax.device_get(sums)
+        loss_sum, energy_sum = (sum(float(s[i]) for s in sums) for i in (0, 2))
+        correct = sum(int(s[1]) for s in sums)
         infers = self.spec.model.mode != "discriminative"
         return EvalMetrics(loss_sum / n, correct / n if classify else None, n, energy_sum / n if infers else None)
 

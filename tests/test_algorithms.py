@@ -211,6 +211,15 @@ def test_mupc_trains_in_every_mode(mode):
     assert (last.accuracy is None) == (mode == "unsupervised")
     assert m.predict(state, x).shape == ((32, C) if mode == "generative" else (32, D))
 
+    # the metrics over uneven batches are the sample-weighted means of each batch's (inference starts from a
+    # random draw of the batch's shape in these modes, so they are not those of one whole batch)
+    parts = [m.evaluate(state, [(x[a:b], y[a:b])]) for a, b in ((0, 5), (5, 17), (17, 32))]
+    split = m.evaluate(state, [(x[a:b], y[a:b]) for a, b in ((0, 5), (5, 17), (17, 32))])
+    assert split.samples == 32
+    for field in ("loss", "energy") + (("accuracy",) if mode == "generative" else ()):
+        want = sum(getattr(p, field) * p.samples for p in parts) / 32
+        assert getattr(split, field) == pytest.approx(want, rel=1e-6)
+
 
 # ------------------------------------------------------------------------------------------ 4. ePC
 @pytest.mark.parametrize("layers", ["chain", "residual"])
