@@ -72,7 +72,9 @@ class BenchResult:
     matmul_precision: str
     layer_chunks: dict[str, list[int]]  # layers per chunk of each stack inference splits (parallel.layer_chunks)
     batch_size: int
-    compile_s: float
+    compile_s: float  # tracing + lowering + XLA's compile of the train step
+    compile_phases: dict[str, float]  # the same in its three parts: trace, lower, xla
+    first_step_s: float  # from the call to the first step's result: the compile and one step
     step_ms: dict[str, float]
     samples_per_s: float
     flops_per_step: int
@@ -104,7 +106,16 @@ def bench(spec: Spec, *, steps: int = 30, warmup: int = 3) -> BenchResult:
         holder["state"], metrics = model.train_step(holder["state"], (x, y))
         return holder["state"], metrics
 
-    compile_s = _time(step, 1)[0]
+    start = time.perf_counter()
+    traced = model.trace_train_step(holder["state"], (x, y))
+    traced_at = time.perf_counter()
+    lowered = traced.lower()
+    lowered_at = time.perf_counter()
+    lowered.compile()  # the program the first call then runs
+    compiled_at = time.perf_counter()
+    jax.block_until_ready(step())
+    first_step_s = time.perf_counter() - start
+    phases = {"trace": traced_at - start, "lower": lowered_at - traced_at, "xla": compiled_at - lowered_at}
     _time(step, warmup)
     times = np.array(_time(step, steps))
     flops = flops_per_step(model.graph, b, spec.inference.steps, spec.learning.algorithm)
@@ -116,7 +127,7 @@ def bench(spec: Spec, *, steps: int = 30, warmup: int = 3) -> BenchResult:
     return BenchResult(
         name=spec.name, device=f"{device.platform}:{device.device_kind}", dtype=dtype, matmul_precision=precision,
         layer_chunks={} if model.program.layout is None else model.program.layout.chunking.sizes,
-        batch_size=b, compile_s=compile_s,
+        batch_size=b, compile_s=compiled_at - start, compile_phases=phases, first_step_s=first_step_s,
         step_ms={"median": 1e3 * median, "min": 1e3 * float(times.min()), "max": 1e3 * float(times.max())},
         samples_per_s=b / median, flops_per_step=flops, achieved_flops=flops / median, peak_flops=peak,
         fraction_of_peak=flops / median / peak,

@@ -181,7 +181,9 @@ def bench(
     chunks = "".join(f", {node} in {len(sizes)} layer chunks" for node, sizes in r.layer_chunks.items())
     typer.echo(f"{r.name} on {r.device}, batch {r.batch_size}, {r.dtype} (matmul precision {r.matmul_precision})"
                f"{chunks}\n"
-               f"  compile (first step)  {r.compile_s:.2f} s\n"
+               f"  compile               {r.compile_s:.2f} s (trace {r.compile_phases['trace']:.2f}, lower "
+               f"{r.compile_phases['lower']:.2f}, XLA {r.compile_phases['xla']:.2f}); first step after "
+               f"{r.first_step_s:.2f} s\n"
                f"  step                  {r.step_ms['median']:.2f} ms median "
                f"({r.step_ms['min']:.2f} min, {r.step_ms['max']:.2f} max)\n"
                f"  throughput            {r.samples_per_s:,.0f} samples/s\n"

@@ -134,6 +134,11 @@ class Compiled:
         """One train step on ``batch = (x, y)``: x (B, D), y (B, C). ``state``'s buffers are donated."""
         return self._train_step(state, *self.place_batch(batch))
 
+    def trace_train_step(self, state: TrainState, batch: tuple[Any, Any]) -> jax.stages.Traced:
+        """The train step traced for ``state`` and ``batch``: ``.lower()`` then ``.compile()`` it ahead of time
+        (the program :meth:`train_step` then runs)."""
+        return self._train_step.trace(state, *self.place_batch(batch))
+
     def place_batch(self, batch: tuple[Any, Any]) -> tuple[jax.Array, jax.Array]:
         """``batch = (x, y)`` on the device(s), split along the data axis when there is a mesh; arrays placed
         already pass through. The copy is asynchronous: placing the next batch while a step runs hides it."""

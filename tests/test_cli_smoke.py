@@ -104,6 +104,8 @@ def test_bench_reports_the_needed_flops(tmp_path):
     assert r["flops_per_step"] == 5 * 2 * per(16, 3) + 2 * (per(8, 16) + per(16, 3))
     assert r["step_ms"]["min"] <= r["step_ms"]["median"] <= r["step_ms"]["max"]
     assert r["layer_chunks"] == {}  # no stacked block
+    assert sum(r["compile_phases"].values()) == pytest.approx(r["compile_s"])
+    assert r["first_step_s"] > r["compile_s"] > 0  # the compile, then one step
 
 
 def test_bad_spec_exits_2_with_a_located_message(tmp_path):
