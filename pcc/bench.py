@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pcc.ir.graph import Graph
-from pcc.spec.models import Spec
+from pcc.spec.models import Spec, chunks_training_inference
 
 
 def flops_per_step(graph: Graph, batch: int, steps: int, algorithm: str) -> int:
@@ -126,7 +126,8 @@ def bench(spec: Spec, *, steps: int = 30, warmup: int = 3) -> BenchResult:
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     return BenchResult(
         name=spec.name, device=f"{device.platform}:{device.device_kind}", dtype=dtype, matmul_precision=precision,
-        layer_chunks={} if model.program.layout is None else model.program.layout.chunking.sizes,
+        layer_chunks=model.program.layout.chunking.sizes if model.program.layout and chunks_training_inference(spec)
+        else {},
         batch_size=b, compile_s=compiled_at - start, compile_phases=phases, first_step_s=first_step_s,
         step_ms={"median": 1e3 * median, "min": 1e3 * float(times.min()), "max": 1e3 * float(times.max())},
         samples_per_s=b / median, flops_per_step=flops, achieved_flops=flops / median, peak_flops=peak,

@@ -10,7 +10,7 @@ from typing import Any
 
 from pcc.ir.chunks import chunk_counts, chunk_sizes
 from pcc.param.rules import parameterise_spec
-from pcc.spec.models import ODE, Spec, carries_errors, update_steps
+from pcc.spec.models import ODE, Spec, carries_errors, chunks_training_inference, update_steps
 
 
 def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
             "solver": inf.solver, "steps": steps, "step_size": inf.step_size,
             "step_convention": inf.step_convention, "init": inf.init, "state": inf.state,
             "errors": "carried" if carries_errors(spec) else "recomputed",
-            "layer_chunks": _layer_chunks(graph, spec) if _chunked_inference(spec) else None,
+            "layer_chunks": _layer_chunks(graph, spec) if chunks_training_inference(spec) else None,
             "per_sample_step": inf.step_size / ((inf.tuned_batch_size or spec.data.batch_size)
                                                 if inf.step_convention == "batch_mean" else 1),
         },
@@ -75,13 +75,6 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
             "updates": sorted(update_steps(learn.updates, inf.steps)) if learn.updates is not None else None,
         },
     }
-
-
-def _chunked_inference(spec: Spec) -> bool:
-    """Whether training's inference runs on layer chunks: pc's loop on the activities (not ipc's, not ePC's)."""
-    learn, inf = spec.learning, spec.inference
-    last = learn.updates is None or update_steps(learn.updates, inf.steps) == update_steps("last", inf.steps)
-    return learn.algorithm == "pc" and inf.state == "activities" and last
 
 
 def _layer_chunks(graph, spec: Spec) -> dict[str, Any] | None:

@@ -754,6 +754,14 @@ def carries_errors(s: Spec) -> bool:
     return applies and (s.inference.errors == "carried" or s.inference.errors == "auto" and s.model.dtype == "float32")
 
 
+def chunks_training_inference(s: Spec) -> bool:
+    """Whether the train step's inference runs on layer chunks (``parallel.layer_chunks``): pc's loop on the
+    activities, nudged or not; not ipc's, a schedule's, or ePC's (test-time inference always may)."""
+    learn, inf = s.learning, s.inference
+    last = learn.updates is None or update_steps(learn.updates, inf.steps) == update_steps("last", inf.steps)
+    return learn.algorithm == "pc" and inf.state == "activities" and last
+
+
 @unsupported("model", "dtype", says=(
     "`model.dtype: bfloat16` supports `inference.solver: gd` and `optax`, not `ode`: diffrax integrates in float32 "
     "(its time steps promote a bfloat16 state) and the pid controller's tolerances (default 1e-3) lie below "
