@@ -102,12 +102,18 @@ def scaled_matmul(multiplier: float, precision: str | None, h: jax.Array, kernel
     return _matmul(h, kernel, precision, scale=multiplier)
 
 
-@scaled_matmul.defjvp
+@partial(scaled_matmul.defjvp, symbolic_zeros=True)
 def _scaled_matmul_jvp(multiplier, precision, primals, tangents):
     h, kernel = primals
-    dh, dkernel = tangents
-    return (scaled_matmul(multiplier, precision, h, kernel),
-            _matmul(multiplier * dh, kernel, precision, False) + _matmul(h, multiplier * dkernel, precision, False))
+    dh, dkernel = tangents  # a SymbolicZero for an input not differentiated (the kernel, in inference)
+    parts = ([] if _zero(dh) else [_matmul(multiplier * dh, kernel, precision, False)]) + (
+        [] if _zero(dkernel) else [_matmul(h, multiplier * dkernel, precision, False)])
+    out = scaled_matmul(multiplier, precision, h, kernel)
+    return out, sum(parts[1:], parts[0]) if parts else jnp.zeros_like(out)
+
+
+def _zero(tangent) -> bool:
+    return isinstance(tangent, jax.custom_derivatives.SymbolicZero)
 
 
 class PCNetwork(nnx.Module):
