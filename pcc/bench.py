@@ -71,6 +71,7 @@ class BenchResult:
     dtype: str  # model.dtype: the matmul inputs the peak is measured with
     matmul_precision: str
     layer_chunks: dict[str, list[int]]  # layers per chunk of each stack inference splits (parallel.layer_chunks)
+    batch_groups: int  # groups of samples inference runs side by side (parallel.batch_groups)
     batch_size: int
     compile_s: float  # tracing + lowering + XLA's compile of the train step
     compile_phases: dict[str, float]  # the same in its three parts: trace, lower, xla
@@ -120,14 +121,15 @@ def bench(spec: Spec, *, steps: int = 30, warmup: int = 3) -> BenchResult:
     times = np.array(_time(step, steps))
     flops = flops_per_step(model.graph, b, spec.inference.steps, spec.learning.algorithm)
     dtype, precision = spec.model.dtype, spec.model.matmul_precision
+    in_loop = chunks_training_inference(spec)  # the train step's inference runs chunks and groups
     peak = matmul_peak(dtype=dtype, precision=precision)
     median = float(np.median(times))
     device = jax.devices()[0]
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     return BenchResult(
         name=spec.name, device=f"{device.platform}:{device.device_kind}", dtype=dtype, matmul_precision=precision,
-        layer_chunks=model.program.layout.chunking.sizes if model.program.layout and chunks_training_inference(spec)
-        else {},
+        layer_chunks=model.program.layout.chunking.sizes if model.program.layout and in_loop else {},
+        batch_groups=model.program.groups if in_loop else 1,
         batch_size=b, compile_s=compiled_at - start, compile_phases=phases, first_step_s=first_step_s,
         step_ms={"median": 1e3 * median, "min": 1e3 * float(times.min()), "max": 1e3 * float(times.max())},
         samples_per_s=b / median, flops_per_step=flops, achieved_flops=flops / median, peak_flops=peak,

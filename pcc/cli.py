@@ -179,6 +179,7 @@ def bench(
         return
     r = result
     chunks = "".join(f", {node} in {len(sizes)} layer chunks" for node, sizes in r.layer_chunks.items())
+    chunks += f", inference in {r.batch_groups} batch groups" if r.batch_groups > 1 else ""
     typer.echo(f"{r.name} on {r.device}, batch {r.batch_size}, {r.dtype} (matmul precision {r.matmul_precision})"
                f"{chunks}\n"
                f"  compile               {r.compile_s:.2f} s (trace {r.compile_phases['trace']:.2f}, lower "

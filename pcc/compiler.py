@@ -21,7 +21,7 @@ from pcc.ir.graph import Graph
 from pcc.nn.network import PCNetwork, abstract_network, build_network
 from pcc.parallel import batch_sharding, make_mesh, shard_batch, state_shardings
 from pcc.param.rules import EdgeParam, parameterise_spec
-from pcc.pc.chunks import chunked_layout, layer_chunks
+from pcc.pc.chunks import batch_groups, chunked_layout, layer_chunks
 from pcc.pc.inference import SOLVERS
 from pcc.pc.learning import NUDGE_PHASES, InferenceResult, Nudging, Program, StepMetrics, train_step_of
 from pcc.pc.modes import MODES, inpaint
@@ -60,15 +60,17 @@ class Compiled:
         self._init = jax.jit(self._init_impl)
         inf, learn = spec.inference, spec.learning
         tuned_b = inf.tuned_batch_size or spec.data.batch_size
+        self.mesh = make_mesh(spec.parallel, spec.data.batch_size)
+        layout = chunked_layout(graph, table, layer_chunks(spec, graph))
         self.program = Program(
             graphdef=graphdef, graph=graph, solver=SOLVERS[inf.solver](inf), steps=inf.steps, tol=inf.tol,
             grad_scale=1.0 if inf.step_convention == "per_sample" else 1.0 / tuned_b,
             init=inf.init, init_std=inf.init_std, tx=self._weight_optimizer(), state=inf.state,
-            carry_errors=carries_errors(spec), layout=chunked_layout(graph, table, layer_chunks(spec, graph)),
+            carry_errors=carries_errors(spec), layout=layout,
+            groups=batch_groups(spec, graph, alone=layout is None and self.mesh is None),
         )
         nudging = learn.nudge and Nudging(NUDGE_PHASES[learn.nudge.mode], self._beta_schedule())
         step = train_step_of(learn.algorithm, learn.updates, inf.steps, nudging)
-        self.mesh = make_mesh(spec.parallel, spec.data.batch_size)
         self._train_step = jax.jit(partial(_train_step, self.program, step), donate_argnums=0)
         self._infer = jax.jit(self._infer_impl)
         self.mode = MODES[spec.model.mode]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pcc.ir.chunks import chunk_counts, chunk_sizes
+from pcc.ir.chunks import batch_group_count, chunk_counts, chunk_sizes
 from pcc.param.rules import parameterise_spec
 from pcc.spec.models import ODE, Spec, carries_errors, chunks_training_inference, update_steps
 
@@ -64,6 +64,7 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
             "step_convention": inf.step_convention, "init": inf.init, "state": inf.state,
             "errors": "carried" if carries_errors(spec) else "recomputed",
             "layer_chunks": _layer_chunks(graph, spec) if chunks_training_inference(spec) else None,
+            "batch_groups": _batch_groups(graph, spec) if chunks_training_inference(spec) else None,
             "per_sample_step": inf.step_size / ((inf.tuned_batch_size or spec.data.batch_size)
                                                 if inf.step_convention == "batch_mean" else 1),
         },
@@ -83,6 +84,15 @@ def _layer_chunks(graph, spec: Spec) -> dict[str, Any] | None:
     counts = chunk_counts(graph, setting, spec.data.batch_size, cpu=True)
     stacks = {n.name: chunk_sizes(n.repeat, counts[n.name]) for n in graph.nodes if n.repeat > 1}
     return {"setting": setting, "sizes": stacks} if stacks else None
+
+
+def _batch_groups(graph, spec: Spec) -> dict[str, Any] | None:
+    """How many groups of samples inference runs side by side (under ``auto``, on a CPU of several cores where
+    one device runs the step and no stack is in layer chunks); None for one group."""
+    setting, size = spec.parallel.batch_groups, spec.data.batch_size
+    chunked = any(len(s) > 1 for s in (_layer_chunks(graph, spec) or {"sizes": {}})["sizes"].values())
+    groups = batch_group_count(graph, setting, size, cores=1 if chunked and setting == "auto" else 2)
+    return {"setting": setting, "groups": groups, "samples": -(-size // groups)} if groups > 1 else None
 
 
 def _extra_params(graph) -> dict[str, int]:
@@ -136,6 +146,11 @@ def render(info: dict[str, Any]) -> None:
             f"{name} in {len(sizes)} chunk{'s' * (len(sizes) > 1)} of "
             f"{' or '.join(map(str, sorted(set(sizes), reverse=True)))} layers"
             for name, sizes in chunks["sizes"].items()) + where)
+    if inf["batch_groups"]:
+        groups = inf["batch_groups"]
+        where = " on a CPU of several cores, one group on accelerators" if groups["setting"] == "auto" else ""
+        console.print(f"[bold]batch groups[/] (parallel.batch_groups {groups['setting']}): the batch in "
+                      f"{groups['groups']} groups of up to {groups['samples']} samples, side by side{where}")
     opt = ", ".join(f"{k}={v}" for k, v in learn["optimizer"].items())
     console.print(f"[bold]learning[/]: {learn['algorithm']}, {opt}, {learn['epochs']} epoch(s), schedule "
                   f"{learn['schedule']}, batch {learn['batch_size']}, output energy {learn['output_energy']}")

@@ -51,3 +51,21 @@ def test_explain_reports_the_layer_chunks_inference_runs_on(overrides, sizes):
         assert stack is None if overrides != ["learning.algorithm=ipc"] else chunks is None
     else:
         assert chunks["sizes"]["h2"] == sizes == stack
+
+
+@pytest.mark.parametrize("task, overrides, groups", [
+    ("a", [], 4),  # auto on a CPU of several cores: Task A's MLP in 4 groups of 32
+    ("a", ["parallel.batch_groups=1"], None),
+    ("a", ["learning.algorithm=ipc"], None),  # ipc's loop does not group
+    ("b", [], None),  # auto: not beside layer chunks
+    ("b", ["parallel.batch_groups=2"], 2),
+])
+def test_explain_reports_the_batch_groups_inference_runs(task, overrides, groups):
+    """explain's batch groups are those of the compiled program's inference (where this CPU has several cores)."""
+    import os
+
+    loaded = load_spec(f"benchmarks/task_{task}.yaml", overrides)
+    info = explain(loaded, shapes=(784, 10))["inference"]["batch_groups"]
+    assert (info or {}).get("groups") == groups
+    if groups and len(os.sched_getaffinity(0)) > 1 and "ipc" not in str(overrides):
+        assert compile(loaded, shapes=(784, 10)).program.groups == groups

@@ -37,7 +37,9 @@ PEERS = {  # impl: (virtualenv, script and flags)
     "pcx-scan": (".venv-pcx", ["pcx_tasks.py", "--scan"]),  # inference loop as pxf.scan
     "fabricpc": (".venv-fabricpc", ["fabricpc_tasks.py"]),
 }
-IMPLS = ("pcc", "pcc-stack1", "reference", *PEERS)  # pcc-stack1: pcc with parallel.layer_chunks=1
+VARIANTS = {"pcc-stack1": "parallel.layer_chunks=1", "pcc-groups1": "parallel.batch_groups=1"}
+"""pcc with one of its defaults off: the stack as one batched matmul; the batch as one group."""
+IMPLS = ("pcc", *VARIANTS, "reference", *PEERS)
 
 
 # --------------------------------------------------------------------------------------------- runners
@@ -136,8 +138,8 @@ class Worker:
 def start(impl: str, task: str, case: str):
     if impl == "pcc":
         return start_pcc(task, case)
-    if impl == "pcc-stack1":  # the stack as one batched matmul (no layer chunks)
-        return pcc_timer(pcc_model(task, ["parallel.layer_chunks=1"]), *common.make_data(common.TASKS[task]))
+    if impl in VARIANTS:
+        return pcc_timer(pcc_model(task, [VARIANTS[impl]]), *common.make_data(common.TASKS[task]))
     if impl == "reference":
         return start_reference(task, case)
     return Worker(impl, task, case)

@@ -22,6 +22,14 @@ MIN_CHUNK_MACS = 2**22
 """Under ``auto``, each chunk's dense op holds at least this many multiply-adds per pass: smaller operations
 gain nothing from running concurrently and cost compile time."""
 
+CPU_GROUPS = 4
+"""Batch groups under ``parallel.batch_groups: auto`` on a CPU with several cores (2 and 8 were slower than 4 on
+Task A-like MLPs, docs/performance.md)."""
+MIN_GROUP_ROWS, MIN_GROUP_MACS, MAX_BATCH_MACS = 32, 2**19, 2**24
+"""Under ``auto``, groups are formed only when each keeps this many samples and its largest matmul this many
+multiply-adds, and the whole batch's largest matmul stays below the last (such a matmul XLA already spreads
+over the cores, and splitting it was slower)."""
+
 T = TypeVar("T")
 Span = tuple[str, int, int]
 """(chunk name, first copy, one past the last copy) of the original stack."""
@@ -103,3 +111,16 @@ def split_stacks(graph: Graph, counts: Mapping[str, int]) -> Chunking | None:
     chunked = replace(graph, nodes=tuple(nodes), edges=tuple(edges), precision=precision,
                       learned_precision=renamed(graph.learned_precision))
     return Chunking(chunked, spans, sources)
+
+
+def batch_group_count(graph: Graph, setting: int | str, batch_size: int, cores: int) -> int:
+    """Groups of samples for ``parallel.batch_groups = setting``: the number itself, or under ``auto``
+    :data:`CPU_GROUPS` where ``cores`` > 1 and the largest dense op between free nodes (one copy of a stack) is
+    in the range where running the groups concurrently was faster (see :data:`MIN_GROUP_ROWS`); else 1."""
+    if setting != "auto":
+        return int(setting)
+    ops = [graph.node(e.src).width * graph.node(e.dst).width for e in graph.edges
+           if e.op == "dense" and e.src != graph.x_node.name]
+    rows = batch_size // CPU_GROUPS
+    fits = ops and rows >= MIN_GROUP_ROWS and rows * max(ops) >= MIN_GROUP_MACS and batch_size * max(ops) < MAX_BATCH_MACS
+    return CPU_GROUPS if cores > 1 and fits else 1

@@ -1,5 +1,5 @@
 """Inference on layer chunks (``parallel.layer_chunks``): the network's values and weights moved between a
-graph and its chunked form (:mod:`pcc.ir.chunks`).
+graph and its chunked form (:mod:`pcc.ir.chunks`); and how many batch groups it runs (``parallel.batch_groups``).
 
 Only the inference loop sees the chunks: it slices the weights and the starting activities and errors once,
 runs on the chunked network, and concatenates what it returns, so a step's results keep the spec's layout.
@@ -7,6 +7,7 @@ runs on the chunked network, and concatenates what it returns, so a step's resul
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from pcc.ir.chunks import Chunking, chunk_counts, split_stacks
+from pcc.ir.chunks import Chunking, batch_group_count, chunk_counts, split_stacks
 from pcc.ir.graph import Graph, bottom_up_key
 from pcc.nn.network import abstract_network
 from pcc.spec.models import Spec
@@ -82,6 +83,15 @@ class ChunkedLayout:
 def layer_chunks(spec: Spec, graph: Graph) -> dict[str, int]:
     """Chunks per stacked node (see :func:`~pcc.ir.chunks.chunk_counts`) on the backend JAX runs on."""
     return chunk_counts(graph, spec.parallel.layer_chunks, spec.data.batch_size, jax.default_backend() == "cpu")
+
+
+def batch_groups(spec: Spec, graph: Graph, *, alone: bool) -> int:
+    """Groups of samples inference runs side by side (``parallel.batch_groups``). ``auto`` forms them only on a
+    CPU of several cores, and only when ``alone``: one device runs the step and no stack is in layer chunks
+    (which already give XLA independent operations)."""
+    cpu = jax.default_backend() == "cpu"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return batch_group_count(graph, spec.parallel.batch_groups, spec.data.batch_size, cores if cpu and alone else 1)
 
 
 def chunked_layout(graph: Graph, table: dict, counts: dict[str, int]) -> ChunkedLayout | None:

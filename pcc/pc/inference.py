@@ -53,6 +53,18 @@ class Relaxation:
         """‖∇F_i‖_rms per sample (the convention's scale undone)."""
         return self.rms(g) / self.scale
 
+    @staticmethod
+    def side_by_side(parts: "list[Relaxation]") -> "Relaxation":
+        """One relaxation over a tuple of independent states (groups of samples), part k over state k: a loop
+        runs them together, their operations independent of each other; ``rms`` lists the parts' samples in
+        order. A solver sees the same arrays as on the whole batch, split."""
+        return Relaxation(
+            grad=lambda s, aux: tuple(r.grad(si, ai) for r, si, ai in zip(parts, s, aux)),
+            aux=lambda s: tuple(r.aux(si) for r, si in zip(parts, s)),
+            rms=lambda t: jnp.concatenate([r.rms(ti) for r, ti in zip(parts, t)]),
+            scale=parts[0].scale,
+            carry=lambda old, new, aux: tuple(r.next_aux(*a) for r, *a in zip(parts, old, new, aux)))
+
 
 class StepSolver:
     """A discrete solver: ``init``/``update`` steps run by :func:`settle`."""

@@ -95,6 +95,7 @@ class Program:
     state: str = "activities"
     carry_errors: bool = False  # a discrete solver carries the errors by their changes (``inference.errors``)
     layout: Any = None  # a ChunkedLayout: inference runs on the stacks split in chunks (``parallel.layer_chunks``)
+    groups: int = 1  # inference runs the batch as this many groups of samples side by side (``parallel.batch_groups``)
 
     def __post_init__(self):
         if self.clamps is None:
@@ -298,11 +299,33 @@ class Program:
 
 def _settle_activities(p: Program, params, free, err, x, y):
     chunks = p.layout
-    if chunks is None:
+    if chunks is not None:
+        q = replace(p, graphdef=chunks.graphdef, graph=chunks.graph, layout=None)
+        free, err, steps = _settle_activities(q, chunks.params(params), chunks.split(free), chunks.split(err), x, y)
+        return chunks.merge(free), chunks.merge(err), steps
+    groups = _batch_groups(len(x), p.groups) if all(c.mask is None for c in p.clamps.values()) else []
+    if len(groups) < 2:
         return p.solver.relax(p.relaxation(params, x, y), free, err, steps=p.steps, tol=p.tol)
-    q = replace(p, graphdef=chunks.graphdef, graph=chunks.graph, layout=None)
-    free, err, steps = _settle_activities(q, chunks.params(params), chunks.split(free), chunks.split(err), x, y)
-    return chunks.merge(free), chunks.merge(err), steps
+    joint = Relaxation.side_by_side([p.relaxation(params, *_samples((x, y), a, b)) for a, b in groups])
+    free, err, steps = p.solver.relax(joint, tuple(_samples(free, a, b) for a, b in groups),
+                                      tuple(_samples(err, a, b) for a, b in groups), steps=p.steps, tol=p.tol)
+    return _join_samples(free), _join_samples(err), steps
+
+
+def _batch_groups(size: int, groups: int) -> list[tuple[int, int]]:
+    """``size`` samples in ``min(groups, size)`` nearly equal runs (first, one past the last)."""
+    g = max(1, min(groups, size))
+    return [(k * size // g, (k + 1) * size // g) for k in range(g)]
+
+
+def _samples(tree, a: int, b: int):
+    """Samples a…b−1 of every array in ``tree``: along the batch axis, 0 of (B, N), 1 of a stack's (R, B, N)."""
+    return jax.tree.map(lambda v: jax.lax.slice_in_dim(v, a, b, axis=v.ndim - 2), tree)
+
+
+def _join_samples(parts):
+    """The inverse of :func:`_samples` over consecutive groups."""
+    return jax.tree.map(lambda *v: jnp.concatenate(v, axis=v[0].ndim - 2), *parts)
 
 
 def _settle_errors(p: Program, params, free, err, x, y):

@@ -547,7 +547,15 @@ class Parallel(Strict):
     unchanged. ``auto``: on a CPU up to 16, each with at least 2²² multiply-adds per matmul (Task B: 16; a
     7-layer stack of width 128 at batch 64: 1); on accelerators 1 (one batched matmul over the whole stack)."""
 
-    @field_validator("data", "layer_chunks")
+    batch_groups: Union[int, Literal["auto"]] = "auto"
+    """The same loops as ``layer_chunks`` run the batch as this many groups of samples, side by side in one loop:
+    each sample's inference is independent of the others', so the groups' operations are independent and XLA
+    runs them concurrently on a CPU's cores; the math is unchanged. ``auto``: 4 on a CPU with several cores
+    when one device runs the step, no stack is split in layer chunks, each group keeps at least 32 samples and
+    its largest matmul at least 2¹⁹ multiply-adds, and the whole batch's stays below 2²⁴ (which XLA already
+    spreads over the cores): Task A's MLP (784-128-128-128-10, B = 128). 1 otherwise, and on accelerators."""
+
+    @field_validator("data", "layer_chunks", "batch_groups")
     @classmethod
     def _positive(cls, v: Any, info: ValidationInfo) -> Any:
         if v != "auto" and v < 1:
