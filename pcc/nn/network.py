@@ -271,23 +271,19 @@ class PCNetwork(nnx.Module):
         bias = None if module.bias is None else module.bias[...]
         w_phi = self.graph.ordering == "w_phi"
 
-        def cell(z_prev, phi, k_kernel, k_bias):
-            h = phi(z_prev) if w_phi else z_prev
-            dense = apply_dense(module.multiplier, h, k_kernel, k_bias, module.precision)
-            return self._combine(node, dense, z_prev if skip else None)
-
-        first = cell(self.last(edge.src, values), self._phi(edge.src), kernel[0], None if bias is None else bias[0])
-        first = first if offset is None else first + offset[0]
         phi = self._phi(node.name)
 
-        def step(z, kbo):
-            z = cell(z, phi, *kbo[:2])
-            z = z if kbo[2] is None else z + kbo[2]
-            return z, z
+        def step(carry, kbo):  # carry: copy k's input z_{k−1} and what its dense op reads (φ(z_{k−1}) under w_phi)
+            z_prev, h = carry
+            k_kernel, k_bias, k_offset = kbo
+            z = self._combine(node, apply_dense(module.multiplier, h, k_kernel, k_bias, module.precision),
+                              z_prev if skip else None)
+            z = z if k_offset is None else z + k_offset
+            return (z, phi(z) if w_phi else z), z
 
-        rest = (kernel[1:], None if bias is None else bias[1:], None if offset is None else offset[1:])
-        _, zs = jax.lax.scan(step, first, rest)
-        return jnp.concatenate([first[None], zs], axis=0)
+        src = self.last(edge.src, values)  # copy 0 reads the source, through the source's activation
+        _, zs = jax.lax.scan(step, (src, self._phi(edge.src)(src) if w_phi else src), (kernel, bias, offset))
+        return zs
 
 
 def build_network(graph: Graph, table: dict[str, EdgeParam], seed, dtype=None) -> PCNetwork:
