@@ -148,7 +148,8 @@ def render(info: dict[str, Any]) -> None:
             for name, sizes in chunks["sizes"].items()) + where)
     if inf["batch_groups"]:
         groups = inf["batch_groups"]
-        where = " on a CPU of several cores, one group on accelerators" if groups["setting"] == "auto" else ""
+        where = (" on a CPU of several cores when one device runs the step; one group on accelerators"
+                 if groups["setting"] == "auto" else "")
         console.print(f"[bold]batch groups[/] (parallel.batch_groups {groups['setting']}): the batch in "
                       f"{groups['groups']} groups of up to {groups['samples']} samples, side by side{where}")
     opt = ", ".join(f"{k}={v}" for k, v in learn["optimizer"].items())
