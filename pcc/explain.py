@@ -17,6 +17,7 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
     """A JSON-ready description of the compiled network and its loops."""
     graph, table = parameterise_spec(spec, shapes)
     m, inf, learn = spec.model, spec.inference, spec.learning
+    in_loop, chunks = chunks_training_inference(spec), _layer_chunks(graph, spec)  # where chunks and groups apply
     nodes = [{
         "name": n.name, "role": n.role, "width": n.width, "repeat": n.repeat, "activation": n.activation,
         "shape": ([n.repeat] if n.repeat > 1 else []) + ["B", n.width],
@@ -63,8 +64,8 @@ def explain(spec: Spec, shapes: tuple[int, int] | None = None) -> dict[str, Any]
             "solver": inf.solver, "steps": steps, "step_size": inf.step_size,
             "step_convention": inf.step_convention, "init": inf.init, "state": inf.state,
             "errors": "carried" if carries_errors(spec) else "recomputed",
-            "layer_chunks": _layer_chunks(graph, spec) if chunks_training_inference(spec) else None,
-            "batch_groups": _batch_groups(graph, spec) if chunks_training_inference(spec) else None,
+            "layer_chunks": chunks if in_loop else None,
+            "batch_groups": _batch_groups(graph, spec, chunks) if in_loop else None,
             "per_sample_step": inf.step_size / ((inf.tuned_batch_size or spec.data.batch_size)
                                                 if inf.step_convention == "batch_mean" else 1),
         },
@@ -86,11 +87,12 @@ def _layer_chunks(graph, spec: Spec) -> dict[str, Any] | None:
     return {"setting": setting, "sizes": stacks} if stacks else None
 
 
-def _batch_groups(graph, spec: Spec) -> dict[str, Any] | None:
+def _batch_groups(graph, spec: Spec, chunks: dict[str, Any] | None) -> dict[str, Any] | None:
     """How many groups of samples inference runs side by side (under ``auto``, on a CPU of several cores where
-    one device runs the step and no stack is in layer chunks); None for one group."""
+    one device runs the step and no stack is in layer chunks: ``chunks`` is :func:`_layer_chunks`'s answer);
+    None for one group."""
     setting, size = spec.parallel.batch_groups, spec.data.batch_size
-    chunked = any(len(s) > 1 for s in (_layer_chunks(graph, spec) or {"sizes": {}})["sizes"].values())
+    chunked = chunks is not None and any(len(sizes) > 1 for sizes in chunks["sizes"].values())
     groups = batch_group_count(graph, setting, size, cores=1 if chunked and setting == "auto" else 2)
     return {"setting": setting, "groups": groups, "samples": -(-size // groups)} if groups > 1 else None
 

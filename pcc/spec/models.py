@@ -763,8 +763,9 @@ def carries_errors(s: Spec) -> bool:
 
 
 def chunks_training_inference(s: Spec) -> bool:
-    """Whether the train step's inference runs on layer chunks (``parallel.layer_chunks``): pc's loop on the
-    activities, nudged or not; not ipc's, a schedule's, or ePC's (test-time inference always may)."""
+    """Whether the train step's inference runs on layer chunks and batch groups (``parallel.layer_chunks``,
+    ``parallel.batch_groups``): pc's loop on the activities, nudged or not; not ipc's, a schedule's, or ePC's
+    (test-time inference always may)."""
     learn, inf = s.learning, s.inference
     last = learn.updates is None or update_steps(learn.updates, inf.steps) == update_steps("last", inf.steps)
     return learn.algorithm == "pc" and inf.state == "activities" and last
