@@ -36,13 +36,11 @@ def batch(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def sitting(overrides: list[str], groups: list[int], steps: int, block: int) -> dict[int, list[float]]:
     import compare
-    import pcc
 
     size = next((int(o.split("=")[1]) for o in overrides if o.startswith("data.batch_size=")), 128)
-    timers = {g: compare.pcc_timer(compare.pcc_model("a", [*overrides, f"parallel.batch_groups={g}"]), *batch(size))
-              for g in groups}
-    assert [pcc.compile(pcc.load_spec(compare.SPECS["a"], overrides=[*overrides, f"parallel.batch_groups={g}"]),
-                        shapes=(784, 10)).program.groups for g in groups] == groups
+    models = {g: compare.pcc_model("a", [*overrides, f"parallel.batch_groups={g}"]) for g in groups}
+    assert [m.program.groups for m in models.values()] == groups
+    timers = {g: compare.pcc_timer(m, *batch(size)) for g, m in models.items()}
     for _ in range(-(-steps // block)):
         for timer in timers.values():
             timer.block(block)
