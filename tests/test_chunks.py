@@ -69,8 +69,13 @@ def test_auto_chunks_hold_enough_work_each():
     assert set(chunk_counts(small, "auto", 64, cpu=True).values()) == {1}
 
 
+def _parallel(spec, **overrides):
+    """``spec`` with some ``parallel`` settings replaced."""
+    return spec.model_copy(update={"parallel": spec.parallel.model_copy(update=overrides)})
+
+
 def _run(spec, overrides: dict, steps: int = 2):
-    spec = spec.model_copy(update={"parallel": spec.parallel.model_copy(update=overrides)})
+    spec = _parallel(spec, **overrides)
     compiled = pcc.compile(spec, shapes=(5, 3))
     x, y = batch(0, 6, 5, 3)
     state = compiled.init()
@@ -96,7 +101,7 @@ def test_bench_names_the_chunks_it_timed():
     from pcc.bench import bench
 
     spec = make_spec(STACK, param="mupc")
-    spec = spec.model_copy(update={"parallel": spec.parallel.model_copy(update={"layer_chunks": 3})})
+    spec = _parallel(spec, layer_chunks=3)
     assert list(bench(spec, steps=2, warmup=1).layer_chunks.values()) == [[3, 2, 2]]
 
 
@@ -151,8 +156,7 @@ def test_masked_inference_runs_whole_under_batch_groups():
     mask[:, :2] = 1
     filled = []
     for groups in (1, 3):
-        compiled = pcc.compile(spec.model_copy(update={"parallel": spec.parallel.model_copy(
-            update={"batch_groups": groups})}), shapes=(5, 3))
+        compiled = pcc.compile(_parallel(spec, batch_groups=groups), shapes=(5, 3))
         filled.append(np.asarray(compiled.inpaint(compiled.init(), x, mask)))
     np.testing.assert_array_equal(filled[1], filled[0])
 
@@ -176,5 +180,5 @@ def test_bench_names_the_batch_groups_it_timed():
     from pcc.bench import bench
 
     spec = make_spec(chain_layers([8]))
-    spec = spec.model_copy(update={"parallel": spec.parallel.model_copy(update={"batch_groups": 2})})
+    spec = _parallel(spec, batch_groups=2)
     assert bench(spec, steps=2, warmup=1).batch_groups == 2
